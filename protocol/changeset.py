@@ -1,0 +1,180 @@
+"""Changesets: one local write transaction, as a content-addressed block.
+
+A changeset carries its origin, its seq in that origin's chain, a hybrid logical clock
+timestamp, the CID of the origin's previous changeset, and row changes grouped per
+table in columnar form, so a bulk ingest of 50,000 rows is one compact block rather
+than 50,000 messages. The encoding is canonical (positional msgpack arrays), so the
+same changeset always has the same bytes and the same CID.
+
+Every row change in a changeset has the version ``(hlc, origin)`` of its changeset.
+``base`` is the version of the row the writer saw (None for a row it did not have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from protocol import codec
+from protocol.cid import block_cid, parse_cid
+from protocol.codec import expect, expect_int, expect_list, expect_str
+from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.schema import TABLES
+
+FORMAT_VERSION = 1
+MAX_ROWS_PER_TABLE = 1 << 20
+
+Version = tuple[int, str]
+"""A row version: (hlc, origin). Larger compares later; origin breaks ties."""
+
+
+class Op(IntEnum):
+    """Kind of row change."""
+
+    UPSERT = 0
+    DELETE = 1
+
+
+@dataclass(frozen=True)
+class TableChanges:
+    """Row changes to one table, column-major.
+
+    ``data[i][r]`` is the value of ``columns[i]`` in row ``r``; ``columns[0]`` is the
+    table's primary key. For deletes only the key is meaningful. ``changed[r]`` is a
+    bit mask over ``columns`` of the columns the writer set (all, for inserts).
+    """
+
+    table: str
+    columns: Sequence[str]
+    ops: bytes
+    bases: Sequence[Version | None]
+    changed: Sequence[int]
+    data: Sequence[Sequence[Any]]
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    @property
+    def keys(self) -> Sequence[Any]:
+        """Primary-key values, one per row."""
+        return self.data[0]
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Rows as dicts (slow path: for tests and small changesets)."""
+        for r in range(len(self.ops)):
+            yield {c: self.data[i][r] for i, c in enumerate(self.columns)}
+
+
+@dataclass(frozen=True)
+class Changeset:
+    """One origin's atomic write, linked to its predecessor by CID."""
+
+    origin: str
+    seq: int
+    hlc: int
+    prev: str | None
+    tables: Sequence[TableChanges]
+
+    @property
+    def version(self) -> Version:
+        """The version every row change in this changeset carries."""
+        return (self.hlc, self.origin)
+
+    def row_count(self) -> int:
+        """Number of row changes across tables."""
+        return sum(len(t) for t in self.tables)
+
+
+def encode(cs: Changeset) -> bytes:
+    """Canonical block bytes of a changeset."""
+    if cs.seq < 1 or (cs.seq == 1) != (cs.prev is None):
+        raise LocalProtocolError("seq 1 has no prev; every later seq has one")
+    tables = [
+        [
+            t.table,
+            list(t.columns),
+            bytes(t.ops),
+            [None if b is None else [b[0], b[1]] for b in t.bases],
+            list(t.changed),
+            [list(col) for col in t.data],
+        ]
+        for t in cs.tables
+    ]
+    return codec.pack([FORMAT_VERSION, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
+
+
+def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
+    """Decode and structurally validate a block; raises RemoteProtocolError."""
+    raw = expect_list(codec.unpack(block, max_size), "changeset", 6)
+    if len(raw) != 6 or raw[0] != FORMAT_VERSION:
+        raise RemoteProtocolError("changeset: unknown format or wrong arity")
+    origin = expect_str(raw[1], "changeset.origin", 128)
+    seq = expect_int(raw[2], "changeset.seq", 1)
+    hlc = expect_int(raw[3], "changeset.hlc")
+    prev = None if raw[4] is None else expect_str(raw[4], "changeset.prev", 128)
+    if (seq == 1) != (prev is None):
+        raise RemoteProtocolError("changeset: prev must be absent exactly for seq 1")
+    if prev is not None:
+        parse_cid(prev)
+    tables = [_decode_table(t) for t in expect_list(raw[5], "changeset.tables", len(TABLES))]
+    if len({t.table for t in tables}) != len(tables):
+        raise RemoteProtocolError("changeset: a table appears twice")
+    return Changeset(origin, seq, hlc, prev, tables)
+
+
+def _decode_table(raw: object) -> TableChanges:
+    parts = expect_list(raw, "table", 6)
+    if len(parts) != 6:
+        raise RemoteProtocolError("table: wrong arity")
+    name = expect_str(parts[0], "table.name", 64)
+    schema = TABLES.get(name)
+    if schema is None:
+        raise RemoteProtocolError(f"table: unknown table {name!r}")
+    columns = [expect_str(c, "table.column", 64) for c in expect_list(parts[1], "columns", 64)]
+    known = set(schema.column_names)
+    if not columns or columns[0] != schema.key or len(set(columns)) != len(columns):
+        raise RemoteProtocolError(f"{name}: columns must start with the key and be unique")
+    if not known.issuperset(columns):
+        raise RemoteProtocolError(f"{name}: unknown columns {sorted(set(columns) - known)}")
+    ops = expect(parts[2], bytes, f"{name}.ops")
+    n = len(ops)
+    if n > MAX_ROWS_PER_TABLE or any(op > Op.DELETE for op in ops):
+        raise RemoteProtocolError(f"{name}: bad ops")
+    bases = [_decode_base(b, name) for b in expect_list(parts[3], f"{name}.bases")]
+    changed = [expect_int(c, f"{name}.changed") for c in expect_list(parts[4], f"{name}.changed")]
+    data = [expect_list(col, f"{name}.data") for col in expect_list(parts[5], f"{name}.data", 64)]
+    if len(bases) != n or len(changed) != n or len(data) != len(columns):
+        raise RemoteProtocolError(f"{name}: column lengths disagree")
+    if any(len(col) != n for col in data):
+        raise RemoteProtocolError(f"{name}: column lengths disagree")
+    if not _hashable(data[0]) or len(set(data[0])) != n:
+        raise RemoteProtocolError(f"{name}: duplicate or unhashable primary keys")
+    return TableChanges(name, columns, ops, bases, changed, data)
+
+
+def _hashable(values: list[Any]) -> bool:
+    return all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+
+
+def _decode_base(raw: object, table: str) -> Version | None:
+    if raw is None:
+        return None
+    pair = expect_list(raw, f"{table}.base", 2)
+    if len(pair) != 2:
+        raise RemoteProtocolError(f"{table}.base: wrong arity")
+    return (expect_int(pair[0], f"{table}.base.hlc"), expect_str(pair[1], f"{table}.base", 128))
+
+
+def cid_of(block: bytes) -> str:
+    """CID of an encoded changeset block."""
+    return block_cid(block)
+
+
+def verify_link(cs: Changeset, expected_prev: str | None, expected_seq: int) -> None:
+    """Check that ``cs`` extends its origin's chain at the point we hold."""
+    if cs.seq != expected_seq:
+        raise RemoteProtocolError(f"{cs.origin}: expected seq {expected_seq}, got {cs.seq}")
+    if cs.prev != expected_prev:
+        raise RemoteProtocolError(f"{cs.origin}#{cs.seq}: prev does not match our chain head")

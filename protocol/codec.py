@@ -1,0 +1,107 @@
+"""msgpack codec with hard limits, plus small validators for decoded values.
+
+Every decoder in this package goes through :func:`unpack` and the ``expect_*``
+helpers, so malformed input always surfaces as :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgpack
+
+from protocol.errors import LocalProtocolError, RemoteProtocolError
+
+DEFAULT_MAX_MESSAGE = 1 << 20  # 1 MiB: gossip and control messages
+MAX_BLOCK = 32 << 20  # 32 MiB: one changeset block on a sync stream
+
+_UNPACK_ERRORS = (
+    ValueError,  # covers msgpack's ExtraData, FormatError, StackError, UnicodeDecodeError
+    TypeError,
+    OverflowError,
+    msgpack.OutOfData,
+)
+
+T = TypeVar("T")
+
+
+def pack(obj: object) -> bytes:
+    """Encode with msgpack (bin type for bytes, str for text)."""
+    try:
+        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode: {exc}") from exc
+
+
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> Any:
+    """Decode one msgpack object of at most ``max_size`` bytes."""
+    if len(data) > max_size:
+        raise RemoteProtocolError(f"message of {len(data)} bytes exceeds limit {max_size}")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_buffer_size=max_size,
+        )
+    except _UNPACK_ERRORS as exc:
+        raise RemoteProtocolError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from exc
+
+
+def expect(value: object, kind: type[T], what: str) -> T:
+    """Return ``value`` if it is a ``kind`` (bool is never accepted as int)."""
+    if isinstance(value, bool) and kind is not bool:
+        raise RemoteProtocolError(f"{what}: expected {kind.__name__}, got bool")
+    if not isinstance(value, kind):
+        raise RemoteProtocolError(f"{what}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def expect_str(value: object, what: str, max_len: int = 4096) -> str:
+    """A text value of bounded length."""
+    text = expect(value, str, what)
+    if len(text) > max_len:
+        raise RemoteProtocolError(f"{what}: string longer than {max_len}")
+    return text
+
+
+def expect_int(value: object, what: str, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
+    """An integer within ``[lo, hi]``."""
+    number = expect(value, int, what)
+    if not lo <= number <= hi:
+        raise RemoteProtocolError(f"{what}: {number} outside [{lo}, {hi}]")
+    return number
+
+
+def expect_list(value: object, what: str, max_len: int = 1 << 20) -> list[Any]:
+    """A list of bounded length."""
+    items = expect(value, list, what)
+    if len(items) > max_len:
+        raise RemoteProtocolError(f"{what}: more than {max_len} items")
+    return items
+
+
+def expect_map(value: object, what: str, max_len: int = 4096) -> dict[Any, Any]:
+    """A map of bounded size."""
+    mapping = expect(value, dict, what)
+    if len(mapping) > max_len:
+        raise RemoteProtocolError(f"{what}: more than {max_len} entries")
+    return mapping
+
+
+def expect_list_of(
+    value: object, what: str, item: Callable[[object, str], T], max_len: int = 4096
+) -> list[T]:
+    """A bounded list whose items each pass ``item``."""
+    return [item(x, f"{what}[{i}]") for i, x in enumerate(expect_list(value, what, max_len))]
+
+
+def expect_vector(value: object, what: str) -> dict[str, int]:
+    """A version vector: ``{origin: seq >= 1}``."""
+    raw = expect_map(value, what, max_len=65536)
+    return {
+        expect_str(origin, f"{what} key", 128): expect_int(seq, f"{what}[{origin}]", 1)
+        for origin, seq in raw.items()
+    }

@@ -1,0 +1,83 @@
+"""Control-socket messages between ``peerctl`` and the local daemon.
+
+A request names a method and carries a params map; a response carries either a
+result or an error with a stable code that the CLI maps to its exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import codec
+from protocol.codec import expect, expect_int, expect_map, expect_str
+from protocol.errors import RemoteProtocolError
+
+WIRE_VERSION = 1
+MAX_CONTROL_FRAME = 64 << 20  # an ingest chunk of 50k rows fits comfortably
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """One call: ``method`` with ``params``; ``id`` echoes in the response."""
+
+    id: int
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ControlResponse:
+    """Result of one call. ``error_code`` is None on success."""
+
+    id: int
+    result: Any = None
+    error_code: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded."""
+        return self.error_code is None
+
+
+def encode_request(req: ControlRequest) -> bytes:
+    """Encode a control request."""
+    return codec.pack({"v": WIRE_VERSION, "id": req.id, "m": req.method, "p": req.params})
+
+
+def decode_request(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlRequest:
+    """Decode a control request or raise RemoteProtocolError."""
+    raw = expect_map(codec.unpack(data, max_size), "request", 8)
+    if raw.get("v") != WIRE_VERSION:
+        raise RemoteProtocolError(f"unsupported control version {raw.get('v')!r}")
+    try:
+        return ControlRequest(
+            id=expect_int(raw["id"], "request.id"),
+            method=expect_str(raw["m"], "request.method", 64),
+            params=expect_map(raw.get("p", {}), "request.params", 64),
+        )
+    except KeyError as exc:
+        raise RemoteProtocolError(f"request: missing field {exc}") from exc
+
+
+def encode_response(resp: ControlResponse) -> bytes:
+    """Encode a control response."""
+    return codec.pack(
+        {"v": WIRE_VERSION, "id": resp.id, "r": resp.result, "c": resp.error_code, "e": resp.error}
+    )
+
+
+def decode_response(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlResponse:
+    """Decode a control response or raise RemoteProtocolError."""
+    raw = expect_map(codec.unpack(data, max_size), "response", 8)
+    if raw.get("v") != WIRE_VERSION:
+        raise RemoteProtocolError(f"unsupported control version {raw.get('v')!r}")
+    code = raw.get("c")
+    error = raw.get("e")
+    return ControlResponse(
+        id=expect_int(raw.get("id"), "response.id"),
+        result=raw.get("r"),
+        error_code=None if code is None else expect_str(code, "response.code", 64),
+        error=None if error is None else expect(error, str, "response.error"),
+    )

@@ -1,0 +1,177 @@
+"""Gossip and sync messages, and their versioned msgpack encoding.
+
+Each message is a frozen dataclass. On the wire it is a msgpack map with ``v`` (wire
+version), ``t`` (type tag) and the fields. :func:`decode` turns any bytes into one of
+these messages or raises :class:`RemoteProtocolError`; nothing else escapes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import codec
+from protocol.codec import (
+    expect,
+    expect_int,
+    expect_list_of,
+    expect_map,
+    expect_str,
+    expect_vector,
+)
+from protocol.errors import RemoteProtocolError
+
+WIRE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Gossiped state of one peer: what it holds and where to reach it."""
+
+    peer_id: str
+    db_cid: str
+    vector: Mapping[str, int]
+    addrs: tuple[str, ...] = ()
+    load: float = 0.0
+    hlc: int = 0
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """Opening frame of a sync stream: send me what I lack beyond ``have``."""
+
+    have: Mapping[str, int]
+    max_changesets: int = 0  # 0 = no limit
+
+
+@dataclass(frozen=True)
+class SyncBlock:
+    """One changeset block, in the order the sender applied it."""
+
+    block: bytes
+
+
+@dataclass(frozen=True)
+class SyncEnd:
+    """Last frame of a sync response."""
+
+    count: int
+    db_cid: str
+    vector: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncError:
+    """The sender refuses or failed; ``reason`` is for logs."""
+
+    reason: str
+
+
+Message = Announce | SyncRequest | SyncBlock | SyncEnd | SyncError
+
+
+def encode(msg: Message) -> bytes:
+    """Encode a message to its versioned msgpack form."""
+    tag, body = _TO_WIRE[type(msg)](msg)
+    return codec.pack({"v": WIRE_VERSION, "t": tag, **body})
+
+
+def decode(data: bytes, max_size: int = codec.DEFAULT_MAX_MESSAGE) -> Message:
+    """Decode bytes into a message; any defect raises RemoteProtocolError."""
+    raw = expect_map(codec.unpack(data, max_size), "message", 16)
+    version = raw.get("v")
+    if version != WIRE_VERSION:
+        raise RemoteProtocolError(f"unsupported wire version {version!r}")
+    tag = raw.get("t")
+    parser = _FROM_WIRE.get(tag) if isinstance(tag, str) else None
+    if parser is None:
+        raise RemoteProtocolError(f"unknown message type {tag!r}")
+    try:
+        return parser(raw)
+    except KeyError as exc:
+        raise RemoteProtocolError(f"{tag}: missing field {exc}") from exc
+
+
+def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:
+    return "announce", {
+        "peer": m.peer_id,
+        "cid": m.db_cid,
+        "vv": dict(m.vector),
+        "addrs": list(m.addrs),
+        "load": m.load,
+        "hlc": m.hlc,
+    }
+
+
+def _announce_from_wire(raw: dict[str, Any]) -> Announce:
+    load = raw.get("load", 0.0)
+    if not isinstance(load, float | int) or isinstance(load, bool):
+        raise RemoteProtocolError("announce.load: expected a number")
+    return Announce(
+        peer_id=expect_str(raw["peer"], "announce.peer", 128),
+        db_cid=expect_str(raw["cid"], "announce.cid", 128),
+        vector=expect_vector(raw["vv"], "announce.vv"),
+        addrs=tuple(expect_list_of(raw.get("addrs", []), "announce.addrs", _addr, 32)),
+        load=float(load),
+        hlc=expect_int(raw.get("hlc", 0), "announce.hlc"),
+    )
+
+
+def _addr(value: object, what: str) -> str:
+    return expect_str(value, what, 512)
+
+
+def _request_to_wire(m: SyncRequest) -> tuple[str, dict[str, Any]]:
+    return "sync_req", {"have": dict(m.have), "max": m.max_changesets}
+
+
+def _request_from_wire(raw: dict[str, Any]) -> SyncRequest:
+    return SyncRequest(
+        have=expect_vector(raw["have"], "sync_req.have"),
+        max_changesets=expect_int(raw.get("max", 0), "sync_req.max"),
+    )
+
+
+def _block_to_wire(m: SyncBlock) -> tuple[str, dict[str, Any]]:
+    return "block", {"b": m.block}
+
+
+def _block_from_wire(raw: dict[str, Any]) -> SyncBlock:
+    return SyncBlock(block=expect(raw["b"], bytes, "block.b"))
+
+
+def _end_to_wire(m: SyncEnd) -> tuple[str, dict[str, Any]]:
+    return "end", {"n": m.count, "cid": m.db_cid, "vv": dict(m.vector)}
+
+
+def _end_from_wire(raw: dict[str, Any]) -> SyncEnd:
+    return SyncEnd(
+        count=expect_int(raw["n"], "end.n"),
+        db_cid=expect_str(raw["cid"], "end.cid", 128),
+        vector=expect_vector(raw.get("vv", {}), "end.vv"),
+    )
+
+
+def _error_to_wire(m: SyncError) -> tuple[str, dict[str, Any]]:
+    return "error", {"reason": m.reason}
+
+
+def _error_from_wire(raw: dict[str, Any]) -> SyncError:
+    return SyncError(reason=expect_str(raw["reason"], "error.reason", 4096))
+
+
+_TO_WIRE: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
+    Announce: _announce_to_wire,
+    SyncRequest: _request_to_wire,
+    SyncBlock: _block_to_wire,
+    SyncEnd: _end_to_wire,
+    SyncError: _error_to_wire,
+}
+_FROM_WIRE: dict[str, Callable[[dict[str, Any]], Message]] = {
+    "announce": _announce_from_wire,
+    "sync_req": _request_from_wire,
+    "block": _block_from_wire,
+    "end": _end_from_wire,
+    "error": _error_from_wire,
+}
