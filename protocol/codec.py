@@ -39,13 +39,9 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> Any:
     if len(data) > max_size:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds limit {max_size}")
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_buffer_size=max_size,
-        )
+        # unpackb takes no max_buffer_size; it bounds every str/bin/array/map/ext
+        # length by len(data), which the check above already caps at max_size.
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except _UNPACK_ERRORS as exc:
         raise RemoteProtocolError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from exc
 

@@ -1,0 +1,1 @@
+"""duckpeerd: the trio daemon that replicates the benchmark database between peers."""

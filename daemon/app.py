@@ -1,0 +1,84 @@
+"""Wiring: open the store and the network, start every service in one nursery tree."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import structlog
+import trio
+from libp2p.peer.id import ID
+
+from daemon import gossip, sync
+from daemon.bootstrap import serve_bootstrap
+from daemon.config import Config
+from daemon.control import serve_control
+from daemon.handlers import make_handlers
+from daemon.identity import load_or_create_identity
+from daemon.network import open_network
+from daemon.node import Node
+from daemon.store import Store
+
+log = structlog.get_logger("duckpeerd")
+
+
+async def run_daemon(config: Config) -> None:
+    """Run until SIGINT/SIGTERM; then stop services, finish the write in flight, close."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    key_pair = load_or_create_identity(config.data_dir)
+    peer_id = str(ID.from_pubkey(key_pair.public_key))
+    store = await trio.to_thread.run_sync(
+        lambda: Store(config.db_path, memory_limit=config.memory_limit)
+    )
+    node = Node(config, store, peer_id)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            await _serve(node, key_pair)
+    finally:
+        await trio.to_thread.run_sync(store.close)
+        log.info("stopped", peer=peer_id)
+
+
+async def _serve(node: Node, key_pair: object) -> None:
+    config = node.config
+    async with open_network(
+        key_pair,  # type: ignore[arg-type]
+        config.listen,
+        config.topic,
+        mdns=config.mdns,
+        max_gossip_per_second=config.max_gossip_per_second,
+    ) as network:
+        node.network = network
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.serve_sync, node)
+            await nursery.start(gossip.serve_listener, node)
+            await nursery.start(gossip.serve_announcer, node)
+            await nursery.start(serve_bootstrap, node)
+            await nursery.start(
+                serve_control,
+                config.socket_path,
+                make_handlers(node),
+                lambda: node.metrics.inc("control_malformed"),
+            )
+            log.info(
+                "ready",
+                peer=node.peer_id,
+                listen=network.listen_addrs(),
+                control=str(config.socket_path),
+                db_cid=node.store.db_cid(),
+                cluster=config.cluster,
+            )
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("shutting down", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def socket_path_for(data_dir: Path) -> Path:
+    """Default control socket inside a data dir (used by the demo and tests)."""
+    return data_dir / "control.sock"

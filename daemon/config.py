@@ -1,0 +1,131 @@
+"""Daemon configuration: defaults < TOML file < DUCKPEER_* environment < flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file, an environment variable or a flag is invalid."""
+
+
+def default_data_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else ``~/.local/share/duckpeer``."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "duckpeer"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon reads at start-up."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    control_socket: Path | None = None  # default: $RUNTIME_DIRECTORY or data_dir
+    bootstrap: tuple[str, ...] = ()
+    cluster: str = "default"
+    mdns: bool = False
+    log_level: str = "info"
+    announce_interval: float = 3.0
+    announce_debounce: float = 0.005
+    anti_entropy_interval: float = 10.0
+    sync_read_timeout: float = 15.0
+    query_timeout: float = 30.0
+    query_max_rows: int = 1_000_000
+    max_gossip_per_second: float = 200.0
+    memory_limit: str | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the control socket lives."""
+        if self.control_socket is not None:
+            return self.control_socket
+        runtime = os.environ.get("RUNTIME_DIRECTORY")
+        base = Path(runtime.split(":")[0]) if runtime else self.data_dir
+        return base / "control.sock"
+
+    @property
+    def topic(self) -> str:
+        """The gossipsub topic of this cluster."""
+        return f"/duckpeer/{self.cluster}/v1"
+
+    @property
+    def db_path(self) -> Path:
+        """The DuckDB database file."""
+        return self.data_dir / "duckpeer.duckdb"
+
+
+_TYPES = {f.name: f.type for f in fields(Config)}
+_ENV_LISTS = {"listen", "bootstrap"}
+
+
+def load_config(path: Path | None, env: dict[str, str], flags: dict[str, Any]) -> Config:
+    """Merge file, environment (``DUCKPEER_<FIELD>``) and flags, in that order."""
+    values: dict[str, Any] = {}
+    file_path = path or (Path(env["DUCKPEER_CONFIG"]) if env.get("DUCKPEER_CONFIG") else None)
+    if file_path is not None:
+        values.update(_read_file(file_path))
+    values.update(_from_env(env))
+    values.update({k: v for k, v in flags.items() if v not in (None, (), [])})
+    return _build(values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    unknown = set(raw) - set(_TYPES) - {"conflicts", "metrics"}
+    if unknown:
+        raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
+    return {k: v for k, v in raw.items() if k in _TYPES}
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _TYPES:
+        value = env.get(f"DUCKPEER_{name.upper()}")
+        if value is not None:
+            out[name] = [v for v in value.split(",") if v] if name in _ENV_LISTS else value
+    return out
+
+
+def _build(values: dict[str, Any]) -> Config:
+    config = Config()
+    converted = {name: _convert(name, value) for name, value in values.items()}
+    try:
+        return replace(config, **converted)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _convert(name: str, value: Any) -> Any:
+    kind = str(_TYPES[name])
+    try:
+        if name in _ENV_LISTS:
+            items = [value] if isinstance(value, str) else list(value)
+            if not all(isinstance(v, str) for v in items):
+                raise TypeError("expected a list of strings")
+            return tuple(items)
+        if "Path" in kind:
+            return Path(str(value)).expanduser()
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+        if kind == "float":
+            return float(value)
+        if kind == "int":
+            return int(value)
+        if not isinstance(value, str | type(None)):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config {name}: {exc}") from exc

@@ -1,0 +1,132 @@
+"""The local control socket: length-prefixed control frames over a Unix socket."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from daemon.framed import FramedStream, StreamClosedError, TrioByteStream
+from protocol import control
+from protocol.control import ControlRequest, ControlResponse
+from protocol.errors import ProtocolError
+
+log = structlog.get_logger("control")
+
+IDLE_TIMEOUT = 3600.0
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class ControlError(Exception):
+    """A handler's expected failure: ``code`` is stable, the message is one line."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SocketInUse(Exception):
+    """Another daemon answers on the control socket path."""
+
+
+async def bind_control_socket(path: Path) -> trio.socket.SocketType:
+    """Bind a Unix socket at ``path`` (mode 0660), replacing a stale socket file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise SocketInUse(f"{path} exists and is not a socket")
+        if await _answers(path):
+            raise SocketInUse(f"another daemon is listening on {path}")
+        path.unlink()
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o117)
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    return sock
+
+
+async def _answers(path: Path) -> bool:
+    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return False
+        raise
+    finally:
+        probe.close()
+    return True
+
+
+async def serve_control(
+    path: Path,
+    handlers: dict[str, Handler],
+    on_malformed: Callable[[], None],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve control requests on ``path`` until cancelled; remove the socket file after."""
+    sock = await bind_control_socket(path)
+    try:
+        listener = trio.SocketListener(sock)
+        task_status.started()
+        await trio.serve_listeners(
+            lambda stream: _serve_connection(stream, handlers, on_malformed), [listener]
+        )
+    finally:
+        sock.close()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+async def _serve_connection(
+    stream: trio.SocketStream, handlers: dict[str, Handler], on_malformed: Callable[[], None]
+) -> None:
+    framed = FramedStream(TrioByteStream(stream), control.MAX_CONTROL_FRAME, IDLE_TIMEOUT)
+    try:
+        while (frame := await framed.receive()) is not None:
+            try:
+                request = control.decode_request(frame)
+            except ProtocolError as exc:
+                on_malformed()
+                log.warning("malformed control request", error=str(exc))
+                await framed.send(
+                    control.encode_response(ControlResponse(0, None, "bad_request", str(exc)))
+                )
+                return
+            response = await _dispatch(request, handlers)
+            await framed.send(control.encode_response(response))
+    except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+        on_malformed()
+        log.info("control connection dropped", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        await framed.aclose()
+
+
+async def _dispatch(request: ControlRequest, handlers: dict[str, Handler]) -> ControlResponse:
+    handler = handlers.get(request.method)
+    if handler is None:
+        return ControlResponse(
+            request.id, None, "unknown_method", f"unknown method {request.method!r}"
+        )
+    try:
+        result = await handler(request.params)
+    except ControlError as exc:
+        return ControlResponse(request.id, None, exc.code, str(exc))
+    except Exception as exc:  # the one place that turns a handler bug into a reply, not a crash
+        log.exception("control handler failed", method=request.method)
+        return ControlResponse(request.id, None, "internal", f"{type(exc).__name__}: {exc}")
+    return ControlResponse(request.id, result)

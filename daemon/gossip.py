@@ -1,0 +1,113 @@
+"""Gossip on ``/duckpeer/<cluster>/v1``: announce our state, act on others'.
+
+Announces are debounced after every commit and repeated every few seconds. An
+announce whose vector holds something we lack schedules a pull from its sender;
+one from a peer we are not connected to makes us dial its addresses.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+import trio
+
+from daemon.network import NetworkError
+from daemon.node import Node, PeerState
+from protocol import messages, vv
+from protocol.cid import database_cid
+from protocol.errors import RemoteProtocolError
+from protocol.messages import Announce
+
+log = structlog.get_logger("gossip")
+
+
+def current_announce(node: Node) -> Announce:
+    """Our state as an Announce message."""
+    store = node.store
+    heads = store.heads_snapshot()
+    return Announce(
+        peer_id=node.peer_id,
+        db_cid=database_cid(heads),
+        vector={origin: seq for origin, (seq, _) in heads.items()},
+        addrs=tuple(node.network.listen_addrs()) if node.network else (),
+        load=node.load(),
+        hlc=store.hlc,
+    )
+
+
+async def serve_announcer(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Publish an Announce after each change (debounced) and every interval."""
+    assert node.network is not None
+    task_status.started()
+    while True:
+        with trio.move_on_after(node.config.announce_interval):
+            await node.wait_changed()
+            await trio.sleep(node.config.announce_debounce)
+        await node.network.publish(messages.encode(current_announce(node)))
+        node.metrics.inc("announces_sent")
+
+
+async def serve_listener(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Read the topic forever; malformed messages are dropped, logged and counted."""
+    assert node.network is not None
+    task_status.started()
+    async with trio.open_nursery() as nursery:
+        async for msg in node.network.messages():
+            try:
+                announce = messages.decode(msg.data)
+            except RemoteProtocolError as exc:
+                node.metrics.inc("gossip_malformed")
+                log.warning("malformed gossip", peer=msg.sender, error=str(exc))
+                continue
+            if not isinstance(announce, Announce):
+                node.metrics.inc("gossip_unexpected")
+                continue
+            if announce.peer_id != msg.sender:
+                node.metrics.inc("gossip_spoofed")
+                log.warning("announce for another peer", peer=msg.sender, claimed=announce.peer_id)
+                continue
+            node.metrics.inc("announces_received")
+            _on_announce(node, announce, nursery)
+
+
+def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
+    state = node.peers.setdefault(announce.peer_id, PeerState(announce.peer_id))
+    state.db_cid = announce.db_cid
+    state.vector = dict(announce.vector)
+    state.addrs = announce.addrs
+    state.load = announce.load
+    state.last_seen = time.time()
+    if not vv.lacks(node.store.vector(), announce.vector):
+        return
+    if announce.peer_id in node.connected_peers():
+        node.request_sync(announce.peer_id)
+    elif announce.peer_id not in node.dialing:
+        node.dialing.add(announce.peer_id)
+        nursery.start_soon(_dial_then_sync, node, announce)
+
+
+async def _dial_then_sync(node: Node, announce: Announce) -> None:
+    assert node.network is not None
+    try:
+        await _dial_any(node, announce)
+    finally:
+        node.dialing.discard(announce.peer_id)
+
+
+async def _dial_any(node: Node, announce: Announce) -> None:
+    assert node.network is not None
+    for addr in announce.addrs:
+        if "/p2p/" not in addr:
+            addr = f"{addr}/p2p/{announce.peer_id}"
+        try:
+            await node.network.connect(addr)
+        except NetworkError as exc:
+            log.debug("dial from announce failed", peer=announce.peer_id, addr=addr, error=str(exc))
+            continue
+        node.request_sync(announce.peer_id)
+        return

@@ -1,0 +1,122 @@
+"""The daemon's shared state: store access from trio, peers, metrics, change signal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+import trio
+
+from daemon.config import Config
+from daemon.metrics import Metrics
+from daemon.store import ApplyResult, Decoded, Store
+from protocol.changeset import TableChanges
+
+if TYPE_CHECKING:
+    from daemon.network import Network
+
+log = structlog.get_logger("node")
+T = TypeVar("T")
+
+
+@dataclass
+class PeerState:
+    """What we last heard from a peer's announce."""
+
+    peer_id: str
+    db_cid: str = ""
+    vector: dict[str, int] = field(default_factory=dict)
+    addrs: tuple[str, ...] = ()
+    load: float = 0.0
+    last_seen: float = 0.0
+
+
+class Node:
+    """Owns the store and serializes writes to it; everything else reads from here."""
+
+    def __init__(self, config: Config, store: Store, peer_id: str) -> None:
+        self.config = config
+        self.store = store
+        self.peer_id = peer_id
+        self.metrics = Metrics()
+        self.peers: dict[str, PeerState] = {}
+        self.network: Network | None = None
+        self.started_at = time.time()
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(4)
+        self._changed = trio.Event()
+        self.sync_wanted: set[str] = set()
+        self.dialing: set[str] = set()
+        self._sync_wakeup = trio.Event()
+
+    # -- store access -------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` in the single writer thread; not abandoned on cancel."""
+        result = await trio.to_thread.run_sync(fn, self.store, limiter=self._write_limiter)
+        self.notify_changed()
+        return result
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run a read-only ``fn(store)`` in a reader thread."""
+        return await trio.to_thread.run_sync(fn, self.store, limiter=self._read_limiter)
+
+    async def commit_local(self, build: Callable[[Store], Sequence[TableChanges]]) -> Decoded:
+        """Build row changes and commit them as our next changeset, atomically."""
+
+        def run(store: Store) -> Decoded:
+            return store.commit_local(self.peer_id, build(store))
+
+        item = await self.write(run)
+        self.metrics.inc("changesets_committed")
+        self.metrics.inc("rows_written", item.changeset.row_count())
+        log.debug("committed", seq=item.changeset.seq, cid=item.cid)
+        return item
+
+    async def apply_blocks(self, blocks: list[bytes], peer: str) -> ApplyResult:
+        """Apply changesets received from ``peer``."""
+        result = await self.write(lambda store: store.apply_blocks(blocks))
+        self.metrics.inc("changesets_applied", result.applied)
+        self.metrics.inc("changesets_duplicate", result.duplicates)
+        for cid, reason in result.rejected:
+            self.metrics.inc("changesets_rejected")
+            log.warning("changeset rejected", peer=peer, cid=cid, reason=reason)
+        return result
+
+    # -- change notification ----------------------------------------------------------------
+
+    def notify_changed(self) -> None:
+        """Wake everyone waiting for the database to change."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Sleep until the next local or remote commit."""
+        await self._changed.wait()
+
+    # -- sync scheduling -----------------------------------------------------------------------
+
+    def request_sync(self, peer_id: str) -> None:
+        """Ask the sync service to pull from ``peer_id`` soon (deduplicated)."""
+        self.sync_wanted.add(peer_id)
+        self._sync_wakeup.set()
+
+    async def next_sync_batch(self) -> set[str]:
+        """Wait for sync requests and take them all."""
+        await self._sync_wakeup.wait()
+        self._sync_wakeup = trio.Event()
+        wanted, self.sync_wanted = self.sync_wanted, set()
+        return wanted
+
+    # -- state summaries ---------------------------------------------------------------------
+
+    def load(self) -> float:
+        """A rough load figure gossiped to peers (busy reader/writer slots)."""
+        return float(self._read_limiter.borrowed_tokens + self._write_limiter.borrowed_tokens)
+
+    def connected_peers(self) -> list[str]:
+        """Peer ids we hold a connection to."""
+        return self.network.connected_peers() if self.network else []

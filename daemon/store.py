@@ -1,0 +1,375 @@
+"""The DuckDB store: replicated rows, the changeset log and chain heads.
+
+All methods are synchronous and meant to run in worker threads. Writes (applying
+changesets) must be serialized by the caller; reads use their own cursor and may run
+concurrently with a write (DuckDB MVCC).
+
+Applying a changeset, its rows, its log entry and the new chain head happen in one
+DuckDB transaction: a crash leaves the state before or after it, never half.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from daemon import rowsql
+from protocol import changeset as cs_codec
+from protocol import hlc as hlc_clock
+from protocol.changeset import Changeset, Op, TableChanges
+from protocol.cid import database_cid
+from protocol.errors import RemoteProtocolError
+from protocol.schema import TABLES, ColType
+
+ARROW_TYPES = {
+    ColType.TEXT: pa.string(),
+    ColType.JSON: pa.string(),
+    ColType.UUID: pa.string(),
+    ColType.INT: pa.int64(),
+    ColType.FLOAT: pa.float64(),
+    ColType.BOOL: pa.bool_(),
+    ColType.TIMESTAMP: pa.timestamp("us"),
+}
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    """The store could not do what was asked."""
+
+
+@dataclass
+class ApplyResult:
+    """Outcome of applying a batch of changeset blocks."""
+
+    applied: int = 0
+    duplicates: int = 0
+    rows: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (cid, reason)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A changeset with its block and CID."""
+
+    changeset: Changeset
+    cid: str
+    block: bytes
+
+
+class Store:
+    """One duckpeer database file."""
+
+    def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
+        config: dict[str, Any] = {"enable_external_access": False}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self.path = str(path)
+        self._con = duckdb.connect(self.path, config=config)
+        self._con.execute("SET lock_configuration = true")
+        self._writer = self._con.cursor()
+        self._migrate()
+        self.heads: dict[str, tuple[int, str]] = {}
+        self.hlc = 0
+        self._applied_counter = 0
+        self._state_lock = threading.Lock()
+        self._load_state()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        try:
+            self._writer.execute("CHECKPOINT")
+        finally:
+            self._writer.close()
+            self._con.close()
+
+    def _migrate(self) -> None:
+        cur = self._writer
+        exists = cur.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'store' "
+            "AND table_name = 'heads'"
+        ).fetchone()
+        if exists and exists[0]:
+            return
+        sql = resources.files("daemon.migrations").joinpath("001_schema.sql").read_text()
+        cur.execute("BEGIN")
+        cur.execute(sql)
+        cur.execute("COMMIT")
+
+    def _load_state(self) -> None:
+        rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
+        self.heads = {origin: (seq, cid) for origin, seq, cid, _ in rows}
+        self.hlc = max((h for *_, h in rows), default=0)
+        top = self._writer.execute("SELECT max(applied) FROM store.changesets").fetchone()
+        self._applied_counter = (top[0] if top else None) or 0
+
+    # -- state ---------------------------------------------------------------------
+
+    def heads_snapshot(self) -> dict[str, tuple[int, str]]:
+        """A consistent copy of the chain heads (safe from any thread)."""
+        with self._state_lock:
+            return dict(self.heads)
+
+    def vector(self) -> dict[str, int]:
+        """Version vector: highest seq applied per origin."""
+        return {origin: seq for origin, (seq, _) in self.heads_snapshot().items()}
+
+    def db_cid(self) -> str:
+        """CID of the current database state."""
+        return database_cid(self.heads_snapshot())
+
+    def row_counts(self) -> dict[str, int]:
+        """Live rows per replicated table."""
+        names = list(TABLES)
+        select = ", ".join(f"(SELECT count(*) FROM store.{n})" for n in names)
+        row = self._con.cursor().execute(f"SELECT {select}").fetchone() or ()
+        return dict(zip(names, row, strict=True))
+
+    def changeset_count(self) -> int:
+        """Changesets in the log."""
+        return sum(seq for seq, _ in self.heads.values())
+
+    def size_bytes(self) -> int:
+        """Size of the database file on disk."""
+        try:
+            return Path(self.path).stat().st_size
+        except OSError:
+            return 0
+
+    # -- local writes ----------------------------------------------------------------
+
+    def commit_local(self, origin: str, tables: Sequence[TableChanges]) -> Decoded:
+        """Turn row changes into our next changeset, apply it and log it."""
+        seq, prev = self.heads.get(origin, (0, None))
+        stamp = hlc_clock.tick(self.hlc, int(time.time() * 1000))
+        cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
+        block = cs_codec.encode(cs)
+        item = Decoded(cs, cs_codec.cid_of(block), block)
+        result = self._apply_batch([item])
+        if result.rejected:
+            raise StoreError(result.rejected[0][1])
+        return item
+
+    def current_versions(self, table: str, keys: Sequence[Any]) -> dict[str, tuple[int, str]]:
+        """Current (hlc, origin) per existing key (text form) among ``keys``."""
+        if not keys:
+            return {}
+        key = TABLES[table].key
+        cur = self._con.cursor()
+        cur.register("wanted", pa.table({"k": pa.array([str(k) for k in keys], pa.string())}))
+        rows = cur.execute(
+            f"SELECT CAST(t.{key} AS VARCHAR), t._hlc, t._origin FROM store.{table} t "
+            f"JOIN wanted w ON t.{key} = CAST(w.k AS {rowsql.key_sql_type(table)})"
+        ).fetchall()
+        return {k: (h, o) for k, h, o in rows}
+
+    def uuid7(self, n: int) -> list[str]:
+        """``n`` fresh UUIDv7 strings, generated by DuckDB in bulk."""
+        cur = self._con.cursor()
+        rows = cur.execute("SELECT uuidv7()::VARCHAR FROM range(?)", [n]).fetchall()
+        return [r[0] for r in rows]
+
+    def read_row(self, table: str, key: Any) -> dict[str, Any] | None:
+        """One row by primary key, with wire-typed values, or None."""
+        schema = TABLES[table]
+        cur = self._con.cursor()
+        cols = ", ".join(_wire_select(name, kind) for name, kind in schema.columns)
+        row = cur.execute(
+            f"SELECT {cols} FROM store.{table} WHERE {schema.key} = "
+            f"CAST(? AS {rowsql.key_sql_type(table)})",
+            [str(key)],
+        ).fetchone()
+        return None if row is None else dict(zip(schema.column_names, row, strict=True))
+
+    # -- remote changesets -------------------------------------------------------------
+
+    def apply_blocks(self, blocks: Sequence[bytes]) -> ApplyResult:
+        """Validate and apply changeset blocks received from a peer, in order."""
+        result = ApplyResult()
+        items: list[Decoded] = []
+        for block in blocks:
+            cid = cs_codec.cid_of(block)
+            try:
+                items.append(Decoded(cs_codec.decode(block), cid, block))
+            except RemoteProtocolError as exc:
+                result.rejected.append((cid, str(exc)))
+        batch = self._apply_batch(items)
+        batch.rejected[:0] = result.rejected
+        return batch
+
+    def _apply_batch(self, items: Sequence[Decoded]) -> ApplyResult:
+        """Apply in one transaction; on a failure retry one by one to isolate it."""
+        result = ApplyResult()
+        fresh = self._chain_checked(items, result)
+        if not fresh:
+            return result
+        try:
+            self._transaction(fresh)
+        except (duckdb.Error, pa.ArrowException, RemoteProtocolError) as exc:
+            if len(fresh) == 1:
+                result.rejected.append((fresh[0].cid, f"{type(exc).__name__}: {exc}"))
+                return result
+            for item in fresh:
+                single = self._apply_batch([item])
+                result.applied += single.applied
+                result.rows += single.rows
+                result.rejected += single.rejected
+            return result
+        result.applied += len(fresh)
+        result.rows += sum(i.changeset.row_count() for i in fresh)
+        return result
+
+    def _chain_checked(self, items: Sequence[Decoded], result: ApplyResult) -> list[Decoded]:
+        """Drop duplicates, refuse gaps and broken links; return what extends our chains."""
+        heads = self.heads_snapshot()
+        fresh: list[Decoded] = []
+        for item in items:
+            cs = item.changeset
+            seq, head = heads.get(cs.origin, (0, None))
+            if cs.seq <= seq:
+                result.duplicates += 1
+                continue
+            try:
+                cs_codec.verify_link(cs, head, seq + 1)
+            except RemoteProtocolError as exc:
+                result.rejected.append((item.cid, str(exc)))
+                continue
+            heads[cs.origin] = (cs.seq, item.cid)
+            fresh.append(item)
+        return fresh
+
+    def _transaction(self, items: Sequence[Decoded]) -> None:
+        cur = self._writer
+        cur.execute("BEGIN")
+        try:
+            for offset, item in enumerate(items, start=1):
+                self._apply_one(cur, item, self._applied_counter + offset)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        with self._state_lock:
+            for item in items:
+                cs = item.changeset
+                self.heads[cs.origin] = (cs.seq, item.cid)
+                self._observe(cs.hlc)
+            self._applied_counter += len(items)
+
+    def _observe(self, remote: int) -> None:
+        now = int(time.time() * 1000)
+        try:
+            self.hlc = hlc_clock.observe(self.hlc, remote, now)
+        except RemoteProtocolError:
+            pass  # a far-future clock is applied (for convergence) but not adopted
+
+    def _apply_one(self, cur: duckdb.DuckDBPyConnection, item: Decoded, applied: int) -> None:
+        cs = item.changeset
+        for table in cs.tables:
+            _apply_table(cur, cs, table)
+        cur.execute(
+            "INSERT INTO store.changesets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [cs.origin, cs.seq, cs.hlc, item.cid, cs.prev, cs.row_count(), applied, item.block],
+        )
+        cur.execute(
+            "INSERT INTO store.heads VALUES (?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE "
+            "SET seq = excluded.seq, cid = excluded.cid, hlc = excluded.hlc",
+            [cs.origin, cs.seq, item.cid, cs.hlc],
+        )
+
+    # -- serving peers -------------------------------------------------------------------
+
+    def missing_for(self, have: Mapping[str, int], batch: int = 64) -> Iterator[list[bytes]]:
+        """Blocks a peer at ``have`` lacks, in our apply order, ``batch`` at a time."""
+        heads = self.heads_snapshot()
+        wanted = [(o, have.get(o, 0)) for o, (seq, _) in heads.items() if seq > have.get(o, 0)]
+        if not wanted:
+            return
+        where = " OR ".join("(origin = ? AND seq > ?)" for _ in wanted)
+        params = [v for pair in wanted for v in pair]
+        cur = self._con.cursor()
+        order = [
+            r[0]
+            for r in cur.execute(
+                f"SELECT applied FROM store.changesets WHERE {where} ORDER BY applied", params
+            ).fetchall()
+        ]
+        for start in range(0, len(order), batch):
+            lo, hi = order[start], order[min(start + batch, len(order)) - 1]
+            rows = cur.execute(
+                f"SELECT block FROM store.changesets WHERE applied BETWEEN ? AND ? AND ({where}) "
+                "ORDER BY applied",
+                [lo, hi, *params],
+            ).fetchall()
+            yield [r[0] for r in rows]
+
+    # -- queries -------------------------------------------------------------------------
+
+    def query(self, sql: str, max_rows: int, timeout: float) -> tuple[list[str], list[tuple]]:
+        """Run an already-validated read-only query with a row cap and a deadline."""
+        cur = self._con.cursor()
+        timer = threading.Timer(timeout, cur.interrupt)
+        timer.start()
+        try:
+            cur.execute(sql)
+            columns = [d[0] for d in cur.description or []]
+            rows = cur.fetchmany(max_rows + 1)
+        finally:
+            timer.cancel()
+            cur.close()
+        if len(rows) > max_rows:
+            raise StoreError(f"result has more than {max_rows} rows (limit)")
+        return columns, rows
+
+
+def _wire_select(name: str, kind: ColType) -> str:
+    if kind is ColType.UUID or kind is ColType.JSON:
+        return f"CAST({name} AS VARCHAR)"
+    if kind is ColType.TIMESTAMP:
+        return f"epoch_us({name})"
+    return name
+
+
+def _stage(table: TableChanges, rows: Sequence[int] | None) -> pa.Table:
+    """Arrow table of the given rows (all when None), typed per the schema."""
+    kinds = dict(TABLES[table.table].columns)
+    arrays = []
+    for name, values in zip(table.columns, table.data, strict=True):
+        picked = values if rows is None else [values[r] for r in rows]
+        try:
+            arrays.append(pa.array(picked, type=ARROW_TYPES[kinds[name]]))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise RemoteProtocolError(f"{table.table}.{name}: bad values: {exc}") from exc
+    return pa.Table.from_arrays(arrays, names=list(table.columns))
+
+
+def _apply_table(cur: duckdb.DuckDBPyConnection, cs: Changeset, table: TableChanges) -> None:
+    hlc, origin = cs.version
+    older = [hlc, hlc, origin]
+    deletes = [r for r, op in enumerate(table.ops) if op == Op.DELETE]
+    upserts = None if not deletes else [r for r, op in enumerate(table.ops) if op == Op.UPSERT]
+    name = table.table
+    if upserts is None or upserts:
+        cur.register("stage", _stage(table, upserts))
+        cur.execute(rowsql.upsert_sql(name, tuple(table.columns)), [hlc, origin, *older, *older])
+        cur.execute(rowsql.clear_tombstones_sql(name), older)
+        cur.unregister("stage")
+    if deletes:
+        cur.register("stage", _stage(_keys_only(table), deletes))
+        cur.execute(rowsql.tombstone_sql(name), [hlc, origin, *older, *older])
+        cur.execute(rowsql.delete_rows_sql(name), older)
+        cur.unregister("stage")
+
+
+def _keys_only(table: TableChanges) -> TableChanges:
+    return TableChanges(
+        table.table, [table.columns[0]], table.ops, table.bases, table.changed, [table.data[0]]
+    )

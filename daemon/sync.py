@@ -1,0 +1,218 @@
+"""Delta sync over ``/duckpeer/sync/1``: pull only the changesets we lack.
+
+Client: open a stream, send ``SyncRequest(have=our vector)``, read ``SyncBlock``
+frames (applied in batches while reading continues) until ``SyncEnd``.
+Server: answer with the blocks the requester lacks, in our apply order (causal),
+packed into large writes, then ``SyncEnd``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from daemon.framed import FramedStream, StreamClosedError
+from daemon.network import Libp2pByteStream, NetworkError
+from daemon.node import Node
+from protocol import codec, messages
+from protocol.errors import ProtocolError, RemoteProtocolError
+from protocol.messages import SyncBlock, SyncEnd, SyncError, SyncRequest
+
+log = structlog.get_logger("sync")
+
+PROTOCOL = "/duckpeer/sync/1"
+MAX_FRAME = codec.MAX_BLOCK + 1024
+APPLY_BATCH_BYTES = 16 << 20
+APPLY_BATCH_BLOCKS = 512
+WRITE_CHUNK = 1 << 20
+
+
+@dataclass
+class PullResult:
+    """What one pull from one peer did."""
+
+    peer: str
+    received: int = 0
+    applied: int = 0
+    rejected: int = 0
+    bytes: int = 0
+    db_cid: str = ""
+
+
+class SyncFailed(Exception):
+    """A pull did not complete; the message says why (for logs and ``peerctl sync``)."""
+
+
+# -- server ------------------------------------------------------------------------------
+
+
+async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
+    """Serve one sync request from a peer. Never raises: failures are logged and counted."""
+    framed = FramedStream(stream, codec.DEFAULT_MAX_MESSAGE, node.config.sync_read_timeout)
+    try:
+        await _serve(node, framed, stream.peer_id)
+    except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+        node.metrics.inc("sync_serve_errors")
+        log.warning("sync serve failed", peer=stream.peer_id, error=f"{type(exc).__name__}: {exc}")
+        await stream.reset()
+    finally:
+        await framed.aclose()
+
+
+async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
+    first = await framed.receive()
+    if first is None:
+        raise RemoteProtocolError("stream closed before a request")
+    request = messages.decode(first)
+    if not isinstance(request, SyncRequest):
+        await framed.send(messages.encode(SyncError("expected sync_req")))
+        raise RemoteProtocolError(f"expected sync_req, got {type(request).__name__}")
+    framed.max_frame = MAX_FRAME
+    sent = 0
+    batches = node.store.missing_for(request.have)
+    while True:
+        batch = await node.read(lambda _s: next(batches, None))
+        if batch is None:
+            break
+        await _send_blocks(framed, batch)
+        sent += len(batch)
+        if request.max_changesets and sent >= request.max_changesets:
+            break
+    end = SyncEnd(sent, node.store.db_cid(), node.store.vector())
+    await framed.send(messages.encode(end))
+    node.metrics.inc("sync_changesets_out", sent)
+    node.metrics.inc("sync_bytes_out", framed.bytes_out)
+    log.debug("served sync", peer=peer, changesets=sent)
+
+
+async def _send_blocks(framed: FramedStream, blocks: list[bytes]) -> None:
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        pending.append(messages.encode(SyncBlock(block)))
+        size += len(block)
+        if size >= WRITE_CHUNK:
+            await framed.send_many(pending)
+            pending, size = [], 0
+    if pending:
+        await framed.send_many(pending)
+
+
+# -- client ------------------------------------------------------------------------------
+
+
+async def pull(node: Node, peer: str) -> PullResult:
+    """Pull what ``peer`` has and we lack. Raises SyncFailed."""
+    assert node.network is not None
+    try:
+        stream = await node.network.open_stream(peer, PROTOCOL)
+    except NetworkError as exc:
+        raise SyncFailed(str(exc)) from exc
+    framed = FramedStream(stream, MAX_FRAME, node.config.sync_read_timeout)
+    result = PullResult(peer)
+    try:
+        await framed.send(messages.encode(SyncRequest(node.store.vector())))
+        await _receive(node, framed, result)
+    except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+        node.metrics.inc("sync_pull_errors")
+        await stream.reset()
+        raise SyncFailed(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        await framed.aclose()
+        result.bytes = framed.bytes_in
+        node.metrics.inc("sync_changesets_in", result.received)
+        node.metrics.inc("sync_bytes_in", framed.bytes_in)
+    return result
+
+
+async def _receive(node: Node, framed: FramedStream, result: PullResult) -> None:
+    send, receive = trio.open_memory_channel[list[bytes]](2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_apply_batches, node, receive, result)
+        async with send:
+            await _read_blocks(framed, send, result)
+
+
+async def _read_blocks(
+    framed: FramedStream, send: trio.MemorySendChannel[list[bytes]], result: PullResult
+) -> None:
+    batch: list[bytes] = []
+    size = 0
+    while True:
+        frame = await framed.receive()
+        if frame is None:
+            raise RemoteProtocolError("stream ended before sync end")
+        msg = messages.decode(frame, MAX_FRAME)
+        if isinstance(msg, SyncBlock):
+            batch.append(msg.block)
+            size += len(msg.block)
+            result.received += 1
+            if size >= APPLY_BATCH_BYTES or len(batch) >= APPLY_BATCH_BLOCKS:
+                await send.send(batch)
+                batch, size = [], 0
+        elif isinstance(msg, SyncEnd):
+            result.db_cid = msg.db_cid
+            break
+        elif isinstance(msg, SyncError):
+            raise RemoteProtocolError(f"peer refused: {msg.reason}")
+        else:
+            raise RemoteProtocolError(f"unexpected {type(msg).__name__} in sync response")
+    if batch:
+        await send.send(batch)
+
+
+async def _apply_batches(
+    node: Node, receive: trio.MemoryReceiveChannel[list[bytes]], result: PullResult
+) -> None:
+    async with receive:
+        async for batch in receive:
+            outcome = await node.apply_blocks(batch, result.peer)
+            result.applied += outcome.applied
+            result.rejected += len(outcome.rejected)
+
+
+# -- service -------------------------------------------------------------------------------
+
+
+async def serve_sync(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run pulls one at a time: on request (announces, ``peerctl sync``) and on a timer."""
+    assert node.network is not None
+    node.network.set_stream_handler(PROTOCOL, lambda s: handle_sync_stream(node, s))
+    task_status.started()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_anti_entropy, node)
+        while True:
+            for peer in await node.next_sync_batch():
+                await pull_logged(node, peer)
+
+
+async def pull_logged(node: Node, peer: str) -> PullResult | None:
+    """Pull from a peer, logging instead of raising."""
+    try:
+        result = await pull(node, peer)
+    except SyncFailed as exc:
+        log.warning("sync pull failed", peer=peer, error=str(exc))
+        return None
+    if result.received:
+        log.info(
+            "pulled",
+            peer=peer,
+            received=result.received,
+            applied=result.applied,
+            bytes=result.bytes,
+        )
+    return result
+
+
+async def _anti_entropy(node: Node) -> None:
+    """Every interval, pull from one random connected peer in case gossip was lost."""
+    while True:
+        await trio.sleep(node.config.anti_entropy_interval)
+        peers = node.connected_peers()
+        if peers:
+            node.request_sync(random.choice(peers))

@@ -1,0 +1,244 @@
+"""``peerctl``: control a local duckpeerd.
+
+Exit codes: 0 success; 1 the daemon failed the request; 2 bad arguments or a request
+the daemon refused as invalid (bad SQL, unknown table...); 3 no daemon reachable on the
+socket; 4 ingest finished but skipped bad rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from peerctl.client import Client, ClientError
+from peerctl.output import Progress, print_fields, print_json, print_table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+class UsageError(Exception):
+    """A bad argument; printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors instead of usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> Parser:
+    """All ``peerctl`` commands and flags."""
+    parser = Parser(prog="peerctl", description="Control a local duckpeerd.")
+    parser.add_argument("--socket", help="control socket (env DUCKPEER_SOCKET)")
+    common = Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub.add_parser("status", parents=[common], help="identity, CID, peers, row counts")
+    sub.add_parser("peers", parents=[common], help="known peers and how far apart we are")
+    p = sub.add_parser("connect", parents=[common], help="dial a peer by multiaddr")
+    p.add_argument("addr")
+    p = sub.add_parser("sync", parents=[common], help="pull from all peers now")
+    p.add_argument("--peer", help="only this peer id")
+    p = sub.add_parser("record", parents=[common], help="store one benchmark result")
+    p.add_argument("--model", required=True)
+    p.add_argument("--hardware", required=True)
+    p.add_argument("--throughput", type=float, required=True)
+    p.add_argument("--latency", type=float, required=True)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--precision")
+    p.add_argument("--memory-mb", type=float)
+    p.add_argument("--test-case")
+    p.add_argument("--device-name")
+    p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
+    p.add_argument("file", type=Path)
+    p.add_argument("--chunk-size", type=int, default=50_000)
+    p = sub.add_parser("query", parents=[common], help="read-only SQL over the tables")
+    p.add_argument("sql")
+    p.add_argument("--max-rows", type=int)
+    p = sub.add_parser("update", parents=[common], help="change columns of one row")
+    p.add_argument("table")
+    p.add_argument("key")
+    p.add_argument("--set", action="append", required=True, metavar="COL=VALUE")
+    p = sub.add_parser("delete", parents=[common], help="delete one row")
+    p.add_argument("table")
+    p.add_argument("key")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``peerctl`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        with Client(args.socket) as client:
+            return COMMANDS[args.command](client, args)
+    except UsageError as exc:
+        print(f"peerctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClientError as exc:
+        print(f"peerctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("peerctl: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    status = client.status()
+    if args.json:
+        print_json(status)
+        return EXIT_OK
+    print_fields(
+        [
+            ("peer_id", status["peer_id"]),
+            ("db_cid", status["db_cid"]),
+            ("cluster", status["cluster"]),
+            ("peers", status["peers"]),
+            ("changesets", status["changesets"]),
+            ("listen", " ".join(status["listen_addrs"])),
+            *((f"rows.{k}", v) for k, v in status["rows"].items()),
+        ]
+    )
+    return EXIT_OK
+
+
+def cmd_peers(client: Client, args: argparse.Namespace) -> int:
+    peers = client.peers()
+    if args.json:
+        print_json(peers)
+        return EXIT_OK
+    rows = [
+        [p["peer_id"], p["connected"], p["db_cid"], p["we_lack"], p["they_lack"], p["load"]]
+        for p in peers
+    ]
+    print_table(["peer_id", "connected", "db_cid", "we_lack", "they_lack", "load"], rows)
+    return EXIT_OK
+
+
+def cmd_connect(client: Client, args: argparse.Namespace) -> int:
+    peer = client.connect(args.addr)
+    print_json({"peer_id": peer}) if args.json else print(peer)
+    return EXIT_OK
+
+
+def cmd_sync(client: Client, args: argparse.Namespace) -> int:
+    result = client.sync(args.peer)
+    if args.json:
+        print_json(result)
+    else:
+        for p in result["peers"]:
+            detail = p.get("error") or f"received {p['received']}, applied {p['applied']}"
+            print(f"{p['peer']}: {detail}")
+        print(f"pulled {result['pulled']} changesets; db_cid {result['db_cid']}")
+    failed = [p for p in result["peers"] if "error" in p]
+    return EXIT_FAILED if failed and len(failed) == len(result["peers"]) else EXIT_OK
+
+
+def cmd_record(client: Client, args: argparse.Namespace) -> int:
+    result_id = client.store_performance_result(
+        model_name=args.model,
+        hardware_type=args.hardware,
+        throughput=args.throughput,
+        latency=args.latency,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        memory_mb=args.memory_mb,
+        test_case=args.test_case,
+        device_name=args.device_name,
+    )
+    print_json({"result_id": result_id}) if args.json else print(result_id)
+    return EXIT_OK
+
+
+def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
+    from peerctl.records import RecordFileError, count_rows, read_chunks
+
+    if args.chunk_size < 1:
+        raise UsageError("--chunk-size must be positive")
+    started = time.perf_counter()
+    stored, bad, changesets = 0, [], 0
+    try:
+        progress = Progress(count_rows(args.file), f"ingest {args.file.name}")
+        for chunk in read_chunks(args.file, args.chunk_size):
+            bad.extend(chunk.bad)
+            if chunk.rows:
+                stored += client.ingest_columns(chunk.columns)["rows"]
+                changesets += 1
+            progress.advance(chunk.rows + len(chunk.bad))
+        progress.finish()
+    except RecordFileError as exc:
+        raise UsageError(str(exc)) from exc
+    summary = {
+        "rows": stored,
+        "bad_rows": len(bad),
+        "changesets": changesets,
+        "seconds": round(time.perf_counter() - started, 3),
+        "errors": bad[:20],
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        for line in bad[:20]:
+            print(f"peerctl: skipped {line}", file=sys.stderr)
+        print(
+            f"ingested {stored} rows in {changesets} changesets "
+            f"({summary['seconds']} s); skipped {len(bad)} bad rows"
+        )
+    return EXIT_PARTIAL if bad else EXIT_OK
+
+
+def cmd_query(client: Client, args: argparse.Namespace) -> int:
+    result = client.query(args.sql, args.max_rows)
+    if args.json:
+        print_json([dict(zip(result["columns"], row, strict=True)) for row in result["rows"]])
+    else:
+        print_table(result["columns"], result["rows"])
+        print(f"({len(result['rows'])} rows, {result['elapsed_ms']} ms)")
+    return EXIT_OK
+
+
+def cmd_update(client: Client, args: argparse.Namespace) -> int:
+    values = {}
+    for item in args.set:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise UsageError(f"--set wants COL=VALUE, got {item!r}")
+        values[column] = _parse_value(value)
+    result = client.update(args.table, args.key, values)
+    print_json(result) if args.json else print(result["cid"])
+    return EXIT_OK
+
+
+def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    result = client.delete(args.table, args.key)
+    print_json(result) if args.json else print(result["cid"])
+    return EXIT_OK
+
+
+def _parse_value(text: str) -> Any:
+    """``null``/numbers/booleans as JSON, anything else as a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "status": cmd_status,
+    "peers": cmd_peers,
+    "connect": cmd_connect,
+    "sync": cmd_sync,
+    "record": cmd_record,
+    "ingest": cmd_ingest,
+    "query": cmd_query,
+    "update": cmd_update,
+    "delete": cmd_delete,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Printing results: aligned text tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def print_json(value: Any, out: TextIO = sys.stdout) -> None:
+    """One JSON document."""
+    json.dump(value, out, indent=2, sort_keys=False, default=str)
+    out.write("\n")
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = sys.stdout
+) -> None:
+    """An aligned plain-text table."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def print_fields(pairs: Sequence[tuple[str, Any]], out: TextIO = sys.stdout) -> None:
+    """``key: value`` lines, keys aligned."""
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        out.write(f"{key.ljust(width)}  {_cell(value)}\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, total: int | None, label: str, stream: TextIO = sys.stderr) -> None:
+        self.total, self.label, self.stream, self.done = total, label, stream, 0
+        self.enabled = stream.isatty()
+
+    def advance(self, n: int) -> None:
+        """Add ``n`` finished items and redraw."""
+        self.done += n
+        if not self.enabled:
+            return
+        if self.total:
+            frac = min(1.0, self.done / self.total)
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
+        else:
+            self.stream.write(f"\r{self.label} {self.done}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the progress line."""
+        if self.enabled:
+            self.stream.write("\n")
