@@ -6,6 +6,7 @@ and size limits are written once.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 import trio
@@ -97,7 +98,7 @@ class FramedStream:
 
     async def aclose(self) -> None:
         """Close the stream, ignoring a peer that already went away."""
-        try:
+        with contextlib.suppress(
+            StreamClosedError, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
             await self.stream.close()
-        except (StreamClosedError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
