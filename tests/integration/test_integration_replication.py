@@ -1,0 +1,110 @@
+"""Real duckpeerd processes on loopback replicate, catch up by delta and restart cleanly."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.demo import sample_results
+from daemon.localcluster import LocalCluster, LocalPeer, wait_until
+
+pytestmark = pytest.mark.slow
+
+ALL_ROWS = {
+    "performance_results": "SELECT * FROM performance_results ORDER BY result_id",
+    "models": "SELECT * FROM models ORDER BY model_id",
+    "hardware_platforms": "SELECT * FROM hardware_platforms ORDER BY hardware_id",
+}
+
+
+def dump(peer: LocalPeer) -> dict[str, list[list[object]]]:
+    """Every row of the replicated tables, ordered by key."""
+    return {name: peer.call("query", sql=sql)["rows"] for name, sql in ALL_ROWS.items()}
+
+
+def record(peer: LocalPeer, model: str, hardware: str = "cuda", throughput: float = 1.0) -> str:
+    with peer.client() as client:
+        return client.store_performance_result(
+            model_name=model, hardware_type=hardware, throughput=throughput, latency=2.0
+        )
+
+
+def test_writes_on_every_peer_converge(cluster3: LocalCluster) -> None:
+    ids = [record(peer, f"model-{i}", f"hw-{i}") for i, peer in enumerate(cluster3.peers)]
+    with cluster3.peers[1].client() as client:
+        client.ingest_columns({k: v[:300] for k, v in sample_results(300).items()})
+    cluster3.wait_converged(timeout=30)
+    dumps = [dump(peer) for peer in cluster3.peers]
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert len(dumps[0]["performance_results"]) == 303
+    statuses = cluster3.statuses()
+    assert len({s["db_cid"] for s in statuses}) == 1
+    assert statuses[0]["db_cid"].startswith("bafy")
+    assert all(s["version_vector"] == statuses[0]["version_vector"] for s in statuses)
+    for result_id in ids:
+        rows = cluster3.peers[2].call(
+            "query", sql=f"SELECT count(*) FROM performance_results WHERE result_id = '{result_id}'"
+        )["rows"]
+        assert rows == [[1]]
+
+
+def test_restarted_peer_catches_up_by_delta_only(cluster3: LocalCluster) -> None:
+    a, b, c = cluster3.peers
+    record(a, "before-stop")
+    cluster3.wait_converged(timeout=30)
+    assert c.stop() == 0
+    missed = [record(a, f"missed-a-{i}") for i in range(3)] + [record(b, "missed-b")]
+    cluster3.wait_converged(timeout=30, peers=[a, b])
+    c.start()
+    cluster3.wait_converged(timeout=30)
+    metrics = c.status()["metrics"]
+    assert metrics["changesets_applied"] == len(missed)
+    assert metrics["sync_changesets_in"] == len(missed)  # the delta, nothing already held
+    assert dump(c) == dump(a)
+
+
+def test_empty_peer_catches_up_fully(cluster3: LocalCluster) -> None:
+    a = cluster3.peers[0]
+    with a.client() as client:
+        for start in range(0, 2000, 500):
+            data = sample_results(2000)
+            client.ingest_columns({k: v[start : start + 500] for k, v in data.items()})
+    cluster3.wait_converged(timeout=30)
+    late = LocalPeer("late", cluster3.base_dir / "late")
+    cluster3.peers.append(late)
+    late.start([a.listen_addr])
+    cluster3.wait_converged(timeout=60)
+    assert dump(late) == dump(a)
+    assert late.status()["rows"]["performance_results"] == 2000
+
+
+def test_sigterm_is_clean_and_identity_persists(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with LocalCluster(1) as cluster:
+        peer = cluster.peers[0]
+        before = peer.status()
+        record(peer, "kept")
+        assert peer.stop() == 0
+        assert not peer.socket.exists()
+        peer.start()
+        after = peer.status()
+        assert after["peer_id"] == before["peer_id"]
+        assert after["rows"]["performance_results"] == 1
+
+
+def test_acknowledged_writes_survive_kill(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with LocalCluster(1) as cluster:
+        peer = cluster.peers[0]
+        ids = [record(peer, f"m{i}") for i in range(20)]
+        peer.kill()
+        peer.start()
+        rows = peer.call("query", sql="SELECT CAST(result_id AS VARCHAR) FROM performance_results")
+        assert sorted(r[0] for r in rows["rows"]) == sorted(ids)
+        assert peer.status()["changesets"] == 20
+
+
+def test_peerctl_sync_reports_pulled(cluster3: LocalCluster) -> None:
+    a, b, _ = cluster3.peers
+    record(a, "x")
+    wait_until(lambda: b.status()["rows"]["performance_results"] == 1, 30, "b to receive")
+    result = b.call("sync")
+    assert result["pulled"] == 0
+    assert {p["peer"] for p in result["peers"]} >= {a.status()["peer_id"]}
