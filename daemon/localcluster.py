@@ -57,6 +57,11 @@ class LocalPeer:
 
     def start(self, bootstrap: list[str] | None = None, timeout: float = 30.0) -> LocalPeer:
         """Start the process and wait until its control socket answers."""
+        self.spawn(bootstrap)
+        return self.wait_ready(timeout)
+
+    def spawn(self, bootstrap: list[str] | None = None) -> None:
+        """Start the process without waiting for it."""
         if bootstrap is not None:
             self.bootstrap = bootstrap
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +76,9 @@ class LocalPeer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=self.env)
         log.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> LocalPeer:
+        """Wait until the control socket answers; remember the port for restarts."""
         wait_until(self._ready, timeout, f"{self.name} to answer on {self.socket}")
         if not self.port:  # keep the same port across restarts so peers can redial
             self.port = int(self.listen_addr.split("/tcp/")[1].split("/")[0])
@@ -162,7 +170,9 @@ class LocalCluster:
         first = self.peers[0].start()
         seed = [first.listen_addr]
         for peer in self.peers[1:]:
-            peer.start(seed)
+            peer.spawn(seed)
+        for peer in self.peers[1:]:
+            peer.wait_ready()
 
     def close(self) -> None:
         """Stop every peer; remove the temporary directory unless ``keep``."""

@@ -38,6 +38,7 @@ ARROW_TYPES = {
     ColType.BOOL: pa.bool_(),
     ColType.TIMESTAMP: pa.timestamp("us"),
 }
+_INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
 SCHEMA_VERSION = 1
 
 
@@ -108,7 +109,9 @@ class Store:
     def _load_state(self) -> None:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
         self.heads = {origin: (seq, cid) for origin, seq, cid, _ in rows}
-        self.hlc = max((h for *_, h in rows), default=0)
+        self.hlc = 0
+        for *_, stamp in rows:
+            self._observe(stamp)  # as when applied: a far-future clock is not adopted
         top = self._writer.execute("SELECT max(applied) FROM store.changesets").fetchone()
         self._applied_counter = (top[0] if top else None) or 0
 
@@ -150,7 +153,9 @@ class Store:
     def commit_local(self, origin: str, tables: Sequence[TableChanges]) -> Decoded:
         """Turn row changes into our next changeset, apply it and log it."""
         seq, prev = self.heads.get(origin, (0, None))
-        stamp = hlc_clock.tick(self.hlc, int(time.time() * 1000))
+        own = self._writer.execute("SELECT hlc FROM store.heads WHERE origin = ?", [origin])
+        last = max(self.hlc, (own.fetchone() or (0,))[0])  # our chain's clock never goes back
+        stamp = hlc_clock.tick(last, int(time.time() * 1000))
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
         item = Decoded(cs, cs_codec.cid_of(block), block)
@@ -344,6 +349,8 @@ def _stage(table: TableChanges, rows: Sequence[int] | None) -> pa.Table:
     arrays = []
     for name, values in zip(table.columns, table.data, strict=True):
         picked = values if rows is None else [values[r] for r in rows]
+        if kinds[name] in _INTEGRAL and any(type(v) is not int for v in picked if v is not None):
+            raise RemoteProtocolError(f"{table.table}.{name}: expected integers")  # not 1.5 -> 1
         try:
             arrays.append(pa.array(picked, type=ARROW_TYPES[kinds[name]]))
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:

@@ -119,7 +119,7 @@ async def pull(node: Node, peer: str) -> PullResult:
     except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
         node.metrics.inc("sync_pull_errors")
         await stream.reset()
-        raise SyncFailed(f"{type(exc).__name__}: {exc}") from exc
+        raise SyncFailed(_describe(exc, node.config.sync_read_timeout)) from exc
     finally:
         await framed.aclose()
         result.bytes = framed.bytes_in
@@ -128,12 +128,25 @@ async def pull(node: Node, peer: str) -> PullResult:
     return result
 
 
+def _describe(exc: Exception, timeout: float) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return f"TooSlowError: peer sent nothing for {timeout} s"
+    return f"{type(exc).__name__}: {exc}"
+
+
 async def _receive(node: Node, framed: FramedStream, result: PullResult) -> None:
+    """Read and apply concurrently; what arrived before a failure is still applied."""
     send, receive = trio.open_memory_channel[list[bytes]](2)
+    failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_apply_batches, node, receive, result)
         async with send:
-            await _read_blocks(framed, send, result)
+            try:
+                await _read_blocks(framed, send, result)
+            except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+                failure = exc  # raised below, outside the nursery, unwrapped
+    if failure is not None:
+        raise failure
 
 
 async def _read_blocks(
