@@ -91,7 +91,7 @@ async def test_peer_hanging_mid_stream_times_out(evil: Network, daemon_peer: Loc
     evil.set_stream_handler(sync.PROTOCOL, _hang_after_partial_frame)
     await acall(daemon_peer, "connect", addr=evil.listen_addrs()[0])
     result = await acall(daemon_peer, "sync")
-    evil_result = [p for p in result["peers"] if p["peer"] == evil.peer_id][0]
+    evil_result = next(p for p in result["peers"] if p["peer"] == evil.peer_id)
     assert "TooSlowError" in evil_result["error"]
     assert metric(daemon_peer, "sync_pull_errors") >= 1
     assert daemon_peer.status()["db_cid"].startswith("bafy")  # still serving

@@ -58,9 +58,7 @@ def table_changes(draw: st.DrawFn, table: Table | None = None) -> TableChanges:
     keys = draw(st.lists(KEYS[chosen[0][1]], min_size=n, max_size=n, unique=True))
     ops = bytes(draw(st.lists(st.sampled_from([Op.UPSERT, Op.DELETE]), min_size=n, max_size=n)))
     bases = draw(st.lists(st.none() | st.tuples(HLCS, ORIGINS), min_size=n, max_size=n))
-    changed = draw(
-        st.lists(st.integers(0, (1 << len(columns)) - 1), min_size=n, max_size=n)
-    )
+    changed = draw(st.lists(st.integers(0, (1 << len(columns)) - 1), min_size=n, max_size=n))
     data: list[list[Any]] = [keys]
     for _, ctype in chosen[1:]:
         data.append(draw(st.lists(st.none() | VALUES[ctype], min_size=n, max_size=n)))
@@ -130,14 +128,14 @@ def test_encoding_is_deterministic(cs: Changeset) -> None:
     assert changeset.cid_of(first) == block_cid(first)
 
 
-@CS_SETTINGS
+@settings(CS_SETTINGS, max_examples=100)
 @given(changesets(), changesets())
 def test_distinct_changesets_have_distinct_cids(a: Changeset, b: Changeset) -> None:
     if a != b:
         assert changeset.cid_of(changeset.encode(a)) != changeset.cid_of(changeset.encode(b))
 
 
-@SETTINGS
+@CS_SETTINGS
 @given(table_changes())
 def test_rows_and_keys(tc: TableChanges) -> None:
     rows = list(tc.rows())

@@ -51,9 +51,7 @@ def _reference(a: vv.VersionVector, b: vv.VersionVector) -> Order:
         ({"a": 1}, {"b": 1}, Order.CONCURRENT),
     ],
 )
-def test_compare_examples(
-    a: dict[str, int], b: dict[str, int], expected: Order
-) -> None:
+def test_compare_examples(a: dict[str, int], b: dict[str, int], expected: Order) -> None:
     assert vv.compare(a, b) is expected
     assert vv.compare(b, a) is MIRROR[expected]
 
