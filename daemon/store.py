@@ -349,7 +349,7 @@ def _stage(table: TableChanges, rows: Sequence[int] | None) -> pa.Table:
     arrays = []
     for name, values in zip(table.columns, table.data, strict=True):
         picked = values if rows is None else [values[r] for r in rows]
-        if kinds[name] in _INTEGRAL and any(type(v) is not int for v in picked if v is not None):
+        if kinds[name] in _INTEGRAL and set(map(type, picked)) - {int, type(None)}:
             raise RemoteProtocolError(f"{table.table}.{name}: expected integers")  # not 1.5 -> 1
         try:
             arrays.append(pa.array(picked, type=ARROW_TYPES[kinds[name]]))
@@ -361,8 +361,9 @@ def _stage(table: TableChanges, rows: Sequence[int] | None) -> pa.Table:
 def _apply_table(cur: duckdb.DuckDBPyConnection, cs: Changeset, table: TableChanges) -> None:
     hlc, origin = cs.version
     older = [hlc, hlc, origin]
-    deletes = [r for r, op in enumerate(table.ops) if op == Op.DELETE]
-    upserts = None if not deletes else [r for r, op in enumerate(table.ops) if op == Op.UPSERT]
+    has_deletes = Op.DELETE in table.ops
+    deletes = [r for r, op in enumerate(table.ops) if op == Op.DELETE] if has_deletes else []
+    upserts = [r for r, op in enumerate(table.ops) if op == Op.UPSERT] if has_deletes else None
     name = table.table
     if upserts is None or upserts:
         cur.register("stage", _stage(table, upserts))

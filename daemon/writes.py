@@ -69,20 +69,25 @@ def check_records(records: Mapping[str, Any]) -> int:
 def _check_column(
     name: str, values: list[Any] | None, required: bool, kinds: tuple[type, ...], n: int
 ) -> None:
+    """Type-check a whole column at C speed (sets of types, map over builtins)."""
     if values is None:
         if required:
             raise WriteError(f"missing required field {name!r}")
         return
-    for row, value in enumerate(values):
-        if value is None:
-            if required:
-                raise WriteError(f"row {row}: {name} is required")
-            continue
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise WriteError(f"row {row}: {name} has type {type(value).__name__}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise WriteError(f"row {row}: {name} is not finite")
-        if isinstance(value, str) and (len(value) > 4096 or (required and not value.strip())):
+    present = [v for v in values if v is not None] if None in values else values
+    if required and len(present) != n:
+        raise WriteError(f"row {values.index(None)}: {name} is required")
+    bad_types = set(map(type, present)) - set(kinds)
+    if bad_types:
+        row = next(i for i, v in enumerate(values) if type(v) in bad_types)
+        raise WriteError(f"row {row}: {name} has type {type(values[row]).__name__}")
+    if float in kinds and not all(map(math.isfinite, present)):
+        row = next(i for i, v in enumerate(values) if v is not None and not math.isfinite(v))
+        raise WriteError(f"row {row}: {name} is not finite")
+    if str in kinds and present:
+        lengths = list(map(len, map(str.strip, present)))
+        if max(lengths) > 4096 or (required and min(lengths) == 0):
+            row = next(i for i, v in enumerate(values) if not 0 < len(v.strip()) <= 4096)
             raise WriteError(f"row {row}: {name} is empty or too long")
 
 

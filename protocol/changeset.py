@@ -96,13 +96,26 @@ def encode(cs: Changeset) -> bytes:
             t.table,
             list(t.columns),
             bytes(t.ops),
-            [None if b is None else [b[0], b[1]] for b in t.bases],
-            list(t.changed),
+            _encode_bases(t.bases),
+            _encode_changed(t.changed, len(t.columns)),
             [list(col) for col in t.data],
         ]
         for t in cs.tables
     ]
     return codec.pack([FORMAT_VERSION, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
+
+
+def _encode_bases(bases: Sequence[Version | None]) -> list[Any] | None:
+    """None stands for "no row had a base" (every row new: the bulk-insert case)."""
+    if all(b is None for b in bases):
+        return None
+    return [None if b is None else [b[0], b[1]] for b in bases]
+
+
+def _encode_changed(changed: Sequence[int], width: int) -> list[int] | None:
+    """None stands for "every row set every column"."""
+    full = (1 << width) - 1
+    return None if all(c == full for c in changed) else list(changed)
 
 
 def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
@@ -140,14 +153,12 @@ def _decode_table(raw: object) -> TableChanges:
         raise RemoteProtocolError(f"{name}: unknown columns {sorted(set(columns) - known)}")
     ops = expect(parts[2], bytes, f"{name}.ops")
     n = len(ops)
-    if n > MAX_ROWS_PER_TABLE or any(op > Op.DELETE for op in ops):
+    if n > MAX_ROWS_PER_TABLE or max(ops, default=0) > Op.DELETE:
         raise RemoteProtocolError(f"{name}: bad ops")
-    bases = [_decode_base(b, name) for b in expect_list(parts[3], f"{name}.bases")]
-    changed = [expect_int(c, f"{name}.changed") for c in expect_list(parts[4], f"{name}.changed")]
+    bases = _decode_bases(parts[3], name, n)
+    changed = _decode_changed(parts[4], name, n, len(columns))
     data = [expect_list(col, f"{name}.data") for col in expect_list(parts[5], f"{name}.data", 64)]
-    if len(bases) != n or len(changed) != n or len(data) != len(columns):
-        raise RemoteProtocolError(f"{name}: column lengths disagree")
-    if any(len(col) != n for col in data):
+    if len(data) != len(columns) or any(len(col) != n for col in data):
         raise RemoteProtocolError(f"{name}: column lengths disagree")
     if not _hashable(data[0]) or len(set(data[0])) != n:
         raise RemoteProtocolError(f"{name}: duplicate or unhashable primary keys")
@@ -155,7 +166,29 @@ def _decode_table(raw: object) -> TableChanges:
 
 
 def _hashable(values: list[Any]) -> bool:
-    return all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+    """Keys must be str or int (not bool); checked at C speed via the set of types."""
+    return set(map(type, values)) <= {str, int}
+
+
+def _decode_bases(raw: object, table: str, n: int) -> list[Version | None]:
+    if raw is None:
+        return [None] * n
+    bases = [_decode_base(b, table) for b in expect_list(raw, f"{table}.bases")]
+    if len(bases) != n:
+        raise RemoteProtocolError(f"{table}: column lengths disagree")
+    return bases
+
+
+def _decode_changed(raw: object, table: str, n: int, width: int) -> list[int]:
+    full = (1 << width) - 1
+    if raw is None:
+        return [full] * n
+    changed = expect_list(raw, f"{table}.changed")
+    if len(changed) != n:
+        raise RemoteProtocolError(f"{table}: column lengths disagree")
+    if n and (set(map(type, changed)) != {int} or min(changed) < 0 or max(changed) > full):
+        raise RemoteProtocolError(f"{table}.changed: expected bit masks over the columns")
+    return changed
 
 
 def _decode_base(raw: object, table: str) -> Version | None:
