@@ -6,8 +6,7 @@ result or an error with a stable code that the CLI maps to its exit code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocol import codec
 from protocol.codec import expect, expect_int, expect_map, expect_str
@@ -17,17 +16,19 @@ WIRE_VERSION = 1
 MAX_CONTROL_FRAME = 64 << 20  # an ingest chunk of 50k rows fits comfortably
 
 
-@dataclass(frozen=True)
-class ControlRequest:
+# NamedTuples rather than dataclasses: importing dataclasses (and with it inspect)
+# costs peerctl tens of milliseconds at start-up.
+
+
+class ControlRequest(NamedTuple):
     """One call: ``method`` with ``params``; ``id`` echoes in the response."""
 
     id: int
     method: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = {}  # shared default, never mutated
 
 
-@dataclass(frozen=True)
-class ControlResponse:
+class ControlResponse(NamedTuple):
     """Result of one call. ``error_code`` is None on success."""
 
     id: int
