@@ -10,7 +10,7 @@ import trio
 from libp2p.peer.id import ID
 
 from daemon import gossip, sync
-from daemon.bootstrap import serve_bootstrap
+from daemon.bootstrap import serve_bootstrap, serve_discovery
 from daemon.config import Config
 from daemon.control import serve_control
 from daemon.handlers import make_handlers
@@ -55,6 +55,8 @@ async def _serve(node: Node, key_pair: object) -> None:
             await nursery.start(gossip.serve_listener, node)
             await nursery.start(gossip.serve_announcer, node)
             await nursery.start(serve_bootstrap, node)
+            if config.mdns:
+                await nursery.start(serve_discovery, node)
             await nursery.start(
                 serve_control,
                 config.socket_path,

@@ -41,3 +41,23 @@ async def _keep_connected(node: Node, addr: str) -> None:
             node.request_sync(peer_id)
             backoff = 0.5
         await trio.sleep(2.0)
+
+
+async def serve_discovery(
+    node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Dial peers that mDNS finds on the LAN (py-libp2p only discovers; we connect)."""
+    assert node.network is not None
+    task_status.started()
+    async for addrs in node.network.discovered:
+        for addr in addrs:
+            if addr.rsplit("/p2p/", 1)[-1] in node.connected_peers():
+                break
+            try:
+                peer_id = await node.network.connect(addr)
+            except NetworkError as exc:
+                log.debug("mdns dial failed", addr=addr, error=str(exc))
+                continue
+            log.info("connected to mdns peer", peer=peer_id)
+            node.request_sync(peer_id)
+            break

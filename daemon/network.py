@@ -19,6 +19,7 @@ from libp2p import new_host
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
 from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.io.exceptions import IOException
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
@@ -97,6 +98,17 @@ class Network:
         self.topic = topic
         self._subscription = subscription
         self.peer_id = str(host.get_id())  # type: ignore[attr-defined]
+        self._discovered_send, self.discovered = trio.open_memory_channel[list[str]](64)
+
+    def _on_discovered(self, token: trio.lowlevel.TrioToken, info: object) -> None:
+        """mDNS callback, called from zeroconf's thread: hand the addresses to trio."""
+        peer = str(info.peer_id)  # type: ignore[attr-defined]
+        addrs = [f"{a}/p2p/{peer}" for a in info.addrs]  # type: ignore[attr-defined]
+        if peer != self.peer_id:
+            try:
+                token.run_sync_soon(self._discovered_send.send_nowait, addrs)
+            except (trio.RunFinishedError, trio.WouldBlock):
+                pass  # shutting down, or a burst of discoveries: the next one comes again
 
     def listen_addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>."""
@@ -204,4 +216,15 @@ async def open_network(
         async with background_trio_service(pubsub), background_trio_service(gossip):
             await pubsub.wait_until_ready()
             subscription = await pubsub.subscribe(topic)
-            yield Network(host, pubsub, topic, subscription)
+            network = Network(host, pubsub, topic, subscription)
+            token = trio.lowlevel.current_trio_token()
+
+            def handler(info: object) -> None:
+                network._on_discovered(token, info)
+
+            if mdns:
+                peerDiscovery.register_peer_discovered_handler(handler)  # type: ignore[arg-type]
+            try:
+                yield network
+            finally:
+                peerDiscovery.unregister_peer_discovered_handler(handler)  # type: ignore[arg-type]

@@ -108,3 +108,16 @@ def test_peerctl_sync_reports_pulled(cluster3: LocalCluster) -> None:
     result = b.call("sync")
     assert result["pulled"] == 0
     assert {p["peer"] for p in result["peers"]} >= {a.status()["peer_id"]}
+
+
+def test_mdns_peers_find_each_other_without_bootstrap() -> None:
+    with LocalCluster(0, env={"DUCKPEER_MDNS": "1"}) as cluster:
+        for i in range(2):
+            peer = LocalPeer(f"mdns{i}", cluster.base_dir / f"m{i}", {"DUCKPEER_MDNS": "1"})
+            cluster.peers.append(peer)
+            peer.spawn([])
+        for peer in cluster.peers:
+            peer.wait_ready(60)
+        record(cluster.peers[0], "found-by-mdns")
+        cluster.wait_converged(timeout=60)
+        assert cluster.peers[1].status()["rows"]["performance_results"] == 1
