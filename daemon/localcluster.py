@@ -167,6 +167,8 @@ class LocalCluster:
 
     def start(self) -> None:
         """Start the first peer, then the others bootstrapping from it."""
+        if not self.peers:
+            return
         first = self.peers[0].start()
         seed = [first.listen_addr]
         for peer in self.peers[1:]:
