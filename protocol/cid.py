@@ -20,7 +20,7 @@ def parse_cid(text: str) -> CID:
     """Parse a CID string; malformed input is a remote protocol error."""
     try:
         return CID.decode(text)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, LookupError, TypeError) as exc:  # LookupError: "b" gives IndexError
         raise RemoteProtocolError(f"bad CID {text[:80]!r}: {exc}") from exc
 
 

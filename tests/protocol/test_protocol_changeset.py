@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import changeset, hlc
@@ -20,7 +20,9 @@ from protocol.schema import TABLES, ColType, Table
 
 SETTINGS = settings(max_examples=300, deadline=None)
 # Changeset generation is comparatively expensive (many columns per table).
-CS_SETTINGS = settings(max_examples=150, deadline=None)
+CS_SETTINGS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 json_text = st.dictionaries(
@@ -128,7 +130,7 @@ def test_encoding_is_deterministic(cs: Changeset) -> None:
     assert changeset.cid_of(first) == block_cid(first)
 
 
-@settings(CS_SETTINGS, max_examples=100)
+@settings(CS_SETTINGS, max_examples=50)
 @given(changesets(), changesets())
 def test_distinct_changesets_have_distinct_cids(a: Changeset, b: Changeset) -> None:
     if a != b:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,7 +80,7 @@ def test_tick_counter_overflow_stays_monotonic() -> None:
     for _ in range(3 * (hlc.COUNTER_MASK + 1)):
         ts = hlc.tick(ts, wall)
         seen.append(ts)
-    assert all(a < b for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(seen))
     assert hlc.wall_ms(seen[-1]) == wall + 3
 
 
@@ -101,9 +103,9 @@ def test_observe_returns_max_or_rejects(last: int, remote: int, now: int) -> Non
 @SETTINGS
 @given(walls, counters, st.integers(min_value=0, max_value=10**7))
 def test_observe_drift_boundary(now: int, count: int, drift: int) -> None:
-    at_limit = hlc.pack(now + drift, count)
     if now + drift + 1 > MAX_WALL:
         return
+    at_limit = hlc.pack(now + drift, count)
     assert hlc.observe(0, at_limit, now, max_drift_ms=drift) == at_limit
     with pytest.raises(RemoteProtocolError):
         hlc.observe(0, hlc.pack(now + drift + 1, 0), now, max_drift_ms=drift)
