@@ -15,7 +15,6 @@ import trio
 from daemon.network import NetworkError
 from daemon.node import Node, PeerState
 from protocol import messages, vv
-from protocol.cid import database_cid
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Announce
 
@@ -25,10 +24,10 @@ log = structlog.get_logger("gossip")
 def current_announce(node: Node) -> Announce:
     """Our state as an Announce message."""
     store = node.store
-    heads = store.heads_snapshot()
+    heads, db_cid = store.state()
     return Announce(
         peer_id=node.peer_id,
-        db_cid=database_cid(heads),
+        db_cid=db_cid,
         vector={origin: seq for origin, (seq, _) in heads.items()},
         addrs=tuple(node.network.listen_addrs()) if node.network else (),
         load=node.load(),

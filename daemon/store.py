@@ -78,6 +78,7 @@ class Store:
         self._writer = self._con.cursor()
         self._migrate()
         self.heads: dict[str, tuple[int, str]] = {}
+        self._db_cid = ""
         self.hlc = 0
         self._applied_counter = 0
         self._state_lock = threading.Lock()
@@ -109,6 +110,7 @@ class Store:
     def _load_state(self) -> None:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
         self.heads = {origin: (seq, cid) for origin, seq, cid, _ in rows}
+        self._db_cid = database_cid(self.heads)
         self.hlc = 0
         for *_, stamp in rows:
             self._observe(stamp)  # as when applied: a far-future clock is not adopted
@@ -122,13 +124,19 @@ class Store:
         with self._state_lock:
             return dict(self.heads)
 
+    def state(self) -> tuple[dict[str, tuple[int, str]], str]:
+        """Chain heads and the database CID, consistent with each other."""
+        with self._state_lock:
+            return dict(self.heads), self._db_cid
+
     def vector(self) -> dict[str, int]:
         """Version vector: highest seq applied per origin."""
         return {origin: seq for origin, (seq, _) in self.heads_snapshot().items()}
 
     def db_cid(self) -> str:
-        """CID of the current database state."""
-        return database_cid(self.heads_snapshot())
+        """CID of the current database state (recomputed once per applied batch)."""
+        with self._state_lock:
+            return self._db_cid
 
     def row_counts(self) -> dict[str, int]:
         """Live rows per replicated table."""
@@ -262,11 +270,14 @@ class Store:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        heads = self.heads_snapshot()
+        for item in items:
+            heads[item.changeset.origin] = (item.changeset.seq, item.cid)
+        cid = database_cid(heads)  # pure Python, ~1 ms per origin: outside the lock
         with self._state_lock:
+            self.heads, self._db_cid = heads, cid
             for item in items:
-                cs = item.changeset
-                self.heads[cs.origin] = (cs.seq, item.cid)
-                self._observe(cs.hlc)
+                self._observe(item.changeset.hlc)
             self._applied_counter += len(items)
 
     def _observe(self, remote: int) -> None:
