@@ -117,15 +117,32 @@ def _convert(name: str, value: Any) -> Any:
                 raise TypeError("expected a list of strings")
             return tuple(items)
         if "Path" in kind:
-            return Path(str(value)).expanduser()
+            if not isinstance(value, str | os.PathLike):
+                raise TypeError(f"expected a path, got {type(value).__name__}")
+            return Path(value).expanduser()
         if kind == "bool":
-            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+            return _boolean(value)
+        if kind in ("float", "int") and isinstance(value, bool):
+            raise TypeError("expected a number, got a boolean")
         if kind == "float":
             return float(value)
         if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
             return int(value)
         if not isinstance(value, str | type(None)):
             raise TypeError(f"expected a string, got {type(value).__name__}")
         return value
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {name}: {exc}") from exc
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")

@@ -8,16 +8,18 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 
-def print_json(value: Any, out: TextIO = sys.stdout) -> None:
+def print_json(value: Any, out: TextIO | None = None) -> None:
     """One JSON document."""
+    out = out or sys.stdout  # looked up per call, so redirect_stdout and capsys work
     json.dump(value, out, indent=2, sort_keys=False, default=str)
     out.write("\n")
 
 
 def print_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = sys.stdout
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None
 ) -> None:
     """An aligned plain-text table."""
+    out = out or sys.stdout
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:
@@ -28,8 +30,9 @@ def print_table(
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def print_fields(pairs: Sequence[tuple[str, Any]], out: TextIO = sys.stdout) -> None:
+def print_fields(pairs: Sequence[tuple[str, Any]], out: TextIO | None = None) -> None:
     """``key: value`` lines, keys aligned."""
+    out = out or sys.stdout
     width = max((len(k) for k, _ in pairs), default=0)
     for key, value in pairs:
         out.write(f"{key.ljust(width)}  {_cell(value)}\n")
@@ -48,7 +51,8 @@ def _cell(value: Any) -> str:
 class Progress:
     """A one-line progress bar on stderr (only when stderr is a terminal)."""
 
-    def __init__(self, total: int | None, label: str, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
         self.total, self.label, self.stream, self.done = total, label, stream, 0
         self.enabled = stream.isatty()
 

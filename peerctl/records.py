@@ -75,8 +75,11 @@ def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
 def count_rows(path: Path) -> int | None:
     """A cheap estimate of the rows in a file, for the progress bar."""
     if path.suffix.lower() in {".csv", ".jsonl", ".ndjson"}:
-        with path.open("rb") as fh:
-            return max(0, sum(1 for _ in fh) - (path.suffix.lower() == ".csv"))
+        try:
+            with path.open("rb") as fh:
+                return max(0, sum(1 for _ in fh) - (path.suffix.lower() == ".csv"))
+        except OSError:
+            return None  # read_chunks reports the file error
     return None
 
 
@@ -90,7 +93,7 @@ def _chunked(rows: Iterator[Row], size: int) -> Iterator[Chunk]:
             if isinstance(raw, str):
                 raise ValueError(raw)
             record = normalize(raw)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a list or 1e400 as a number
             chunk.bad.append(f"{where}: {exc}")
             continue
         for name in FIELDS:
@@ -147,11 +150,15 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         header = next(reader, None)
         if not header:
             raise RecordFileError(f"{path}: empty CSV")
-        for line, row in enumerate(reader, start=2):
+        start = reader.line_num + 1
+        for row in reader:
+            where, start = f"line {start}", reader.line_num + 1  # quoted fields may span lines
+            if not row:
+                continue  # a blank line
             if len(row) != len(header):
-                yield f"line {line}", f"expected {len(header)} fields, got {len(row)}"
+                yield where, f"expected {len(header)} fields, got {len(row)}"
                 continue
-            yield f"line {line}", dict(zip(header, row, strict=True))
+            yield where, dict(zip(header, row, strict=True))
 
 
 def _json_rows(path: Path) -> Iterator[Row]:
