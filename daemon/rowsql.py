@@ -1,9 +1,13 @@
-"""SQL that applies one table's row changes with last-writer-wins on (hlc, origin).
+"""SQL that applies staged row changes with last-writer-wins on (hlc, origin).
 
 A key's state is the change with the largest version among all changes to it: a row
 when that change is an upsert, a tombstone when it is a delete. Applying changes in
-any order therefore ends in the same state, which is what makes peers converge.
-Statements are generated once per (table, column set) and cached.
+any order, or any batch of them at once (after keeping each key's largest version
+within the batch), therefore ends in the same state: that is why peers converge.
+
+Every statement reads the registered relation ``stage`` with the table's columns plus
+``_hlc``, ``_origin`` (the change's version) and ``_op`` (0 upsert, 1 delete), holding
+at most one change per key. Statements are generated once per table and cached.
 """
 
 from __future__ import annotations
@@ -22,78 +26,85 @@ SQL_TYPES = {
     ColType.UUID: "UUID",
 }
 
-# "(row version) < (hlc, origin) of the change", parameters: hlc, hlc, origin
-_OLDER = "({t}._hlc < ? OR ({t}._hlc = ? AND {t}._origin < ?))"
-_NEWER_OR_SAME = "({t}._hlc > ? OR ({t}._hlc = ? AND {t}._origin >= ?))"
+
+def _older(a: str, b: str) -> str:
+    """SQL: version of ``a`` is smaller than version of ``b``."""
+    return f"({a}._hlc < {b}._hlc OR ({a}._hlc = {b}._hlc AND {a}._origin < {b}._origin))"
 
 
 def key_sql_type(table: str) -> str:
     """DuckDB type of a table's primary key."""
-    schema = TABLES[table]
-    return SQL_TYPES[schema.columns[0][1]]
+    return SQL_TYPES[TABLES[table].columns[0][1]]
+
+
+def _key(table: str, alias: str) -> str:
+    """The staged key cast to the column type."""
+    return f"CAST({alias}.{TABLES[table].key} AS {key_sql_type(table)})"
 
 
 def _key_text(table: str, alias: str) -> str:
     """Canonical text of the staged key (tombstones key on text)."""
-    key = TABLES[table].key
-    return f"CAST(CAST({alias}.{key} AS {key_sql_type(table)}) AS VARCHAR)"
+    return f"CAST({_key(table, alias)} AS VARCHAR)"
 
 
 @cache
-def upsert_sql(table: str, columns: tuple[str, ...]) -> str:
-    """Insert staged rows unless a newer row or tombstone exists.
+def dedupe_sql(table: str) -> str:
+    """Keep each key's largest version among the staged changes (relation ``raw``)."""
+    key = TABLES[table].key
+    return (
+        f"SELECT * FROM raw QUALIFY row_number() OVER "
+        f"(PARTITION BY {key} ORDER BY _hlc DESC, _origin DESC) = 1"
+    )
 
-    Parameters: hlc, origin, then twice (hlc, hlc, origin).
-    """
+
+@cache
+def upsert_sql(table: str, check_tombstones: bool) -> str:
+    """Insert staged upserts unless a newer row (or tombstone) exists."""
     schema = TABLES[table]
     names = schema.column_names
-    select = ", ".join(
-        f"CAST(s.{name} AS {SQL_TYPES[kind]})" if name in columns else "NULL"
-        for name, kind in schema.columns
-    )
+    select = ", ".join(f"CAST(s.{n} AS {SQL_TYPES[k]})" for n, k in schema.columns)
     assign = ", ".join(f"{n} = excluded.{n}" for n in (*names[1:], "_hlc", "_origin"))
+    guard = (
+        f" AND NOT EXISTS (SELECT 1 FROM store.tombstones d WHERE d.tbl = '{table}' "
+        f"AND d.pk = {_key_text(table, 's')} AND NOT {_older('d', 's')})"
+        if check_tombstones
+        else ""
+    )
     return (
         f"INSERT INTO store.{table} AS tgt ({', '.join(names)}, _hlc, _origin) "
-        f"SELECT {select}, ?, ? FROM stage s WHERE NOT EXISTS ("
-        f"SELECT 1 FROM store.tombstones d WHERE d.tbl = '{table}' "
-        f"AND d.pk = {_key_text(table, 's')} AND {_NEWER_OR_SAME.format(t='d')}) "
-        f"ON CONFLICT ({schema.key}) DO UPDATE SET {assign} WHERE {_OLDER.format(t='tgt')}"
+        f"SELECT {select}, s._hlc, s._origin FROM stage s WHERE s._op = 0{guard} "
+        f"ON CONFLICT ({schema.key}) DO UPDATE SET {assign} WHERE {_older('tgt', 'excluded')}"
     )
 
 
 @cache
 def clear_tombstones_sql(table: str) -> str:
-    """Drop tombstones that an upsert just superseded. Parameters: hlc, hlc, origin."""
+    """Drop tombstones that a staged upsert supersedes."""
     return (
-        f"DELETE FROM store.tombstones WHERE tbl = '{table}' "
-        f"AND pk IN (SELECT {_key_text(table, 's')} FROM stage s) "
-        f"AND {_OLDER.format(t='store.tombstones')}"
+        f"DELETE FROM store.tombstones d USING stage s WHERE d.tbl = '{table}' AND s._op = 0 "
+        f"AND d.pk = {_key_text(table, 's')} AND {_older('d', 's')}"
     )
 
 
 @cache
 def tombstone_sql(table: str) -> str:
-    """Record tombstones for staged deletes unless a newer row exists.
-
-    Parameters: hlc, origin, hlc, hlc, origin, hlc, hlc, origin.
-    """
+    """Record tombstones for staged deletes unless a newer row exists."""
     key = TABLES[table].key
     return (
-        f"INSERT INTO store.tombstones AS tgt SELECT '{table}', {_key_text(table, 's')}, ?, ? "
-        f"FROM stage s WHERE NOT EXISTS (SELECT 1 FROM store.{table} r "
-        f"WHERE r.{key} = CAST(s.{key} AS {key_sql_type(table)}) "
-        f"AND {_NEWER_OR_SAME.format(t='r')}) "
+        f"INSERT INTO store.tombstones AS tgt "
+        f"SELECT '{table}', {_key_text(table, 's')}, s._hlc, s._origin FROM stage s "
+        f"WHERE s._op = 1 AND NOT EXISTS (SELECT 1 FROM store.{table} r "
+        f"WHERE r.{key} = {_key(table, 's')} AND NOT {_older('r', 's')}) "
         f"ON CONFLICT (tbl, pk) DO UPDATE SET _hlc = excluded._hlc, _origin = excluded._origin "
-        f"WHERE {_OLDER.format(t='tgt')}"
+        f"WHERE {_older('tgt', 'excluded')}"
     )
 
 
 @cache
 def delete_rows_sql(table: str) -> str:
-    """Delete rows older than the staged deletes. Parameters: hlc, hlc, origin."""
+    """Delete rows older than the staged deletes."""
     key = TABLES[table].key
     return (
-        f"DELETE FROM store.{table} WHERE {key} IN "
-        f"(SELECT CAST(s.{key} AS {key_sql_type(table)}) FROM stage s) "
-        f"AND {_OLDER.format(t=f'store.{table}')}"
+        f"DELETE FROM store.{table} r USING stage s WHERE s._op = 1 "
+        f"AND r.{key} = {_key(table, 's')} AND {_older('r', 's')}"
     )

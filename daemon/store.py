@@ -22,23 +22,14 @@ import duckdb
 import pyarrow as pa
 
 from daemon import rowsql
+from daemon.apply import apply_batch
 from protocol import changeset as cs_codec
 from protocol import hlc as hlc_clock
-from protocol.changeset import Changeset, Op, TableChanges
+from protocol.changeset import Changeset, TableChanges
 from protocol.cid import database_cid
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
-ARROW_TYPES = {
-    ColType.TEXT: pa.string(),
-    ColType.JSON: pa.string(),
-    ColType.UUID: pa.string(),
-    ColType.INT: pa.int64(),
-    ColType.FLOAT: pa.float64(),
-    ColType.BOOL: pa.bool_(),
-    ColType.TIMESTAMP: pa.timestamp("us"),
-}
-_INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
 SCHEMA_VERSION = 1
 
 
@@ -111,6 +102,8 @@ class Store:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
         self.heads = {origin: (seq, cid) for origin, seq, cid, _ in rows}
         self._db_cid = database_cid(self.heads)
+        tombstoned = self._writer.execute("SELECT DISTINCT tbl FROM store.tombstones").fetchall()
+        self._tombstone_tables = {t for (t,) in tombstoned}
         self.hlc = 0
         for *_, stamp in rows:
             self._observe(stamp)  # as when applied: a far-future clock is not adopted
@@ -262,14 +255,15 @@ class Store:
 
     def _transaction(self, items: Sequence[Decoded]) -> None:
         cur = self._writer
+        tombstone_tables = set(self._tombstone_tables)
         cur.execute("BEGIN")
         try:
-            for offset, item in enumerate(items, start=1):
-                self._apply_one(cur, item, self._applied_counter + offset)
+            apply_batch(cur, items, self._applied_counter + 1, tombstone_tables)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        self._tombstone_tables = tombstone_tables
         heads = self.heads_snapshot()
         for item in items:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)
@@ -286,20 +280,6 @@ class Store:
             self.hlc = hlc_clock.observe(self.hlc, remote, now)
         except RemoteProtocolError:
             pass  # a far-future clock is applied (for convergence) but not adopted
-
-    def _apply_one(self, cur: duckdb.DuckDBPyConnection, item: Decoded, applied: int) -> None:
-        cs = item.changeset
-        for table in cs.tables:
-            _apply_table(cur, cs, table)
-        cur.execute(
-            "INSERT INTO store.changesets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [cs.origin, cs.seq, cs.hlc, item.cid, cs.prev, cs.row_count(), applied, item.block],
-        )
-        cur.execute(
-            "INSERT INTO store.heads VALUES (?, ?, ?, ?) ON CONFLICT (origin) DO UPDATE "
-            "SET seq = excluded.seq, cid = excluded.cid, hlc = excluded.hlc",
-            [cs.origin, cs.seq, item.cid, cs.hlc],
-        )
 
     # -- serving peers -------------------------------------------------------------------
 
@@ -352,43 +332,3 @@ def _wire_select(name: str, kind: ColType) -> str:
     if kind is ColType.TIMESTAMP:
         return f"epoch_us({name})"
     return name
-
-
-def _stage(table: TableChanges, rows: Sequence[int] | None) -> pa.Table:
-    """Arrow table of the given rows (all when None), typed per the schema."""
-    kinds = dict(TABLES[table.table].columns)
-    arrays = []
-    for name, values in zip(table.columns, table.data, strict=True):
-        picked = values if rows is None else [values[r] for r in rows]
-        if kinds[name] in _INTEGRAL and set(map(type, picked)) - {int, type(None)}:
-            raise RemoteProtocolError(f"{table.table}.{name}: expected integers")  # not 1.5 -> 1
-        try:
-            arrays.append(pa.array(picked, type=ARROW_TYPES[kinds[name]]))
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise RemoteProtocolError(f"{table.table}.{name}: bad values: {exc}") from exc
-    return pa.Table.from_arrays(arrays, names=list(table.columns))
-
-
-def _apply_table(cur: duckdb.DuckDBPyConnection, cs: Changeset, table: TableChanges) -> None:
-    hlc, origin = cs.version
-    older = [hlc, hlc, origin]
-    has_deletes = Op.DELETE in table.ops
-    deletes = [r for r, op in enumerate(table.ops) if op == Op.DELETE] if has_deletes else []
-    upserts = [r for r, op in enumerate(table.ops) if op == Op.UPSERT] if has_deletes else None
-    name = table.table
-    if upserts is None or upserts:
-        cur.register("stage", _stage(table, upserts))
-        cur.execute(rowsql.upsert_sql(name, tuple(table.columns)), [hlc, origin, *older, *older])
-        cur.execute(rowsql.clear_tombstones_sql(name), older)
-        cur.unregister("stage")
-    if deletes:
-        cur.register("stage", _stage(_keys_only(table), deletes))
-        cur.execute(rowsql.tombstone_sql(name), [hlc, origin, *older, *older])
-        cur.execute(rowsql.delete_rows_sql(name), older)
-        cur.unregister("stage")
-
-
-def _keys_only(table: TableChanges) -> TableChanges:
-    return TableChanges(
-        table.table, [table.columns[0]], table.ops, table.bases, table.changed, [table.data[0]]
-    )
