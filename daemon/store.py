@@ -31,6 +31,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
 SCHEMA_VERSION = 1
+POINT_LOOKUP_LIMIT = 256
 
 
 class StoreError(Exception):
@@ -169,13 +170,16 @@ class Store:
         """Current (hlc, origin) per existing key (text form) among ``keys``."""
         if not keys:
             return {}
-        key = TABLES[table].key
+        key, kind = TABLES[table].key, rowsql.key_sql_type(table)
+        select = f"SELECT CAST(t.{key} AS VARCHAR), t._hlc, t._origin FROM store.{table} t "
         cur = self._con.cursor()
-        cur.register("wanted", pa.table({"k": pa.array([str(k) for k in keys], pa.string())}))
-        rows = cur.execute(
-            f"SELECT CAST(t.{key} AS VARCHAR), t._hlc, t._origin FROM store.{table} t "
-            f"JOIN wanted w ON t.{key} = CAST(w.k AS {rowsql.key_sql_type(table)})"
-        ).fetchall()
+        texts = [str(k) for k in keys]
+        if len(texts) <= POINT_LOOKUP_LIMIT:  # IN-list: index point lookups, no scan
+            marks = ", ".join(f"CAST(? AS {kind})" for _ in texts)
+            rows = cur.execute(f"{select} WHERE t.{key} IN ({marks})", texts).fetchall()
+        else:
+            cur.register("wanted", pa.table({"k": pa.array(texts, pa.string())}))
+            rows = cur.execute(f"{select} JOIN wanted w ON t.{key} = CAST(w.k AS {kind})").fetchall()
         return {k: (h, o) for k, h, o in rows}
 
     def uuid7(self, n: int) -> list[str]:
