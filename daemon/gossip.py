@@ -14,15 +14,15 @@ import trio
 
 from daemon.network import NetworkError
 from daemon.node import Node, PeerState
-from protocol import messages, vv
+from protocol import changeset, messages, vv
 from protocol.errors import RemoteProtocolError
 from protocol.messages import Announce
 
 log = structlog.get_logger("gossip")
 
 
-def current_announce(node: Node) -> Announce:
-    """Our state as an Announce message."""
+def current_announce(node: Node, blocks: tuple[bytes, ...] = ()) -> Announce:
+    """Our state as an Announce message, optionally pushing our newest small blocks."""
     store = node.store
     heads, db_cid = store.state()
     return Announce(
@@ -32,6 +32,7 @@ def current_announce(node: Node) -> Announce:
         addrs=tuple(node.network.listen_addrs()) if node.network else (),
         load=node.load(),
         hlc=store.hlc,
+        blocks=blocks,
     )
 
 
@@ -45,7 +46,9 @@ async def serve_announcer(
         with trio.move_on_after(node.config.announce_interval):
             await node.wait_changed()
             await trio.sleep(node.config.announce_debounce)
-        await node.network.publish(messages.encode(current_announce(node)))
+        announce = current_announce(node, node.take_pushable())
+        await node.network.publish(messages.encode(announce))
+        log.debug("announced", changesets=sum(announce.vector.values()))
         node.metrics.inc("announces_sent")
 
 
@@ -71,7 +74,32 @@ async def serve_listener(
                 log.warning("announce for another peer", peer=msg.sender, claimed=announce.peer_id)
                 continue
             node.metrics.inc("announces_received")
+            log.debug("announce", peer=msg.sender, changesets=sum(announce.vector.values()))
+            if announce.blocks:
+                await _apply_pushed(node, announce)
             _on_announce(node, announce, nursery)
+
+
+async def _apply_pushed(node: Node, announce: Announce) -> None:
+    """Apply pushed blocks that extend our chain of the sender; leave the rest to a pull."""
+    expected = node.store.vector().get(announce.peer_id, 0) + 1
+    usable = []
+    for block in announce.blocks:
+        try:
+            cs = changeset.decode(block)
+        except RemoteProtocolError as exc:
+            node.metrics.inc("gossip_malformed")
+            log.warning("malformed pushed changeset", peer=announce.peer_id, error=str(exc))
+            return
+        if cs.origin != announce.peer_id:
+            node.metrics.inc("gossip_spoofed")
+            return
+        if cs.seq == expected:
+            usable.append(block)
+            expected += 1
+    if usable:
+        result = await node.apply_blocks(usable, announce.peer_id)
+        node.metrics.inc("changesets_pushed_in", result.applied)
 
 
 def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:

@@ -14,6 +14,7 @@ from daemon.config import Config
 from daemon.metrics import Metrics
 from daemon.store import ApplyResult, Decoded, Store
 from protocol.changeset import TableChanges
+from protocol.messages import MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:
     from daemon.network import Network
@@ -48,6 +49,8 @@ class Node:
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)
         self._changed = trio.Event()
+        self._pushable: list[bytes] = []
+        self._push_overflow = False
         self.sync_wanted: set[str] = set()
         self.dialing: set[str] = set()
         self._sync_wakeup = trio.Event()
@@ -71,6 +74,7 @@ class Node:
             return store.commit_local(self.peer_id, build(store))
 
         item = await self.write(run)
+        self._remember_for_push(item.block)
         self.metrics.inc("changesets_committed")
         self.metrics.inc("rows_written", item.changeset.row_count())
         log.debug("committed", seq=item.changeset.seq, cid=item.cid)
@@ -85,6 +89,19 @@ class Node:
             self.metrics.inc("changesets_rejected")
             log.warning("changeset rejected", peer=peer, cid=cid, reason=reason)
         return result
+
+    def _remember_for_push(self, block: bytes) -> None:
+        total = sum(map(len, self._pushable)) + len(block)
+        if self._push_overflow or total > MAX_PUSHED_BYTES:
+            self._push_overflow, self._pushable = True, []
+        else:
+            self._pushable.append(block)
+
+    def take_pushable(self) -> tuple[bytes, ...]:
+        """Our small changesets committed since the last announce (all or nothing)."""
+        blocks, overflow = tuple(self._pushable), self._push_overflow
+        self._pushable, self._push_overflow = [], False
+        return () if overflow else blocks
 
     # -- change notification ----------------------------------------------------------------
 

@@ -58,8 +58,13 @@ def dedupe_sql(table: str) -> str:
 
 
 @cache
-def upsert_sql(table: str, check_tombstones: bool) -> str:
-    """Insert staged upserts unless a newer row (or tombstone) exists."""
+def upsert_sql(table: str, check_tombstones: bool, optimistic: bool = False) -> str:
+    """Insert staged upserts unless a newer row (or tombstone) exists.
+
+    ``optimistic`` drops the ON CONFLICT clause (several times cheaper in DuckDB): right
+    when no staged key exists yet, and a constraint error otherwise, which makes the
+    caller redo the batch without it.
+    """
     schema = TABLES[table]
     names = schema.column_names
     select = ", ".join(f"CAST(s.{n} AS {SQL_TYPES[k]})" for n, k in schema.columns)
@@ -70,10 +75,14 @@ def upsert_sql(table: str, check_tombstones: bool) -> str:
         if check_tombstones
         else ""
     )
-    return (
+    insert = (
         f"INSERT INTO store.{table} AS tgt ({', '.join(names)}, _hlc, _origin) "
-        f"SELECT {select}, s._hlc, s._origin FROM stage s WHERE s._op = 0{guard} "
-        f"ON CONFLICT ({schema.key}) DO UPDATE SET {assign} WHERE {_older('tgt', 'excluded')}"
+        f"SELECT {select}, s._hlc, s._origin FROM stage s WHERE s._op = 0{guard}"
+    )
+    if optimistic:
+        return insert
+    return f"{insert} ON CONFLICT ({schema.key}) DO UPDATE SET {assign} WHERE " + _older(
+        "tgt", "excluded"
     )
 
 

@@ -10,6 +10,7 @@ DuckDB transaction: a crash leaves the state before or after it, never half.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from daemon import rowsql
-from daemon.apply import apply_batch
+from daemon.apply import BatchContext, apply_batch
 from protocol import changeset as cs_codec
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, TableChanges
@@ -61,7 +62,9 @@ class Store:
     """One duckpeer database file."""
 
     def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
-        config: dict[str, Any] = {"enable_external_access": False}
+        # Checkpoint every 256 MB of WAL rather than DuckDB's 16 MB: bulk writes then
+        # write each row group once more instead of many times (~15 % faster ingest).
+        config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB"}
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.path = str(path)
@@ -179,7 +182,8 @@ class Store:
             rows = cur.execute(f"{select} WHERE t.{key} IN ({marks})", texts).fetchall()
         else:
             cur.register("wanted", pa.table({"k": pa.array(texts, pa.string())}))
-            rows = cur.execute(f"{select} JOIN wanted w ON t.{key} = CAST(w.k AS {kind})").fetchall()
+            join = f"JOIN wanted w ON t.{key} = CAST(w.k AS {kind})"
+            rows = cur.execute(select + join).fetchall()
         return {k: (h, o) for k, h, o in rows}
 
     def uuid7(self, n: int) -> list[str]:
@@ -258,16 +262,14 @@ class Store:
         return fresh
 
     def _transaction(self, items: Sequence[Decoded]) -> None:
-        cur = self._writer
-        tombstone_tables = set(self._tombstone_tables)
-        cur.execute("BEGIN")
+        ctx = BatchContext(self._applied_counter + 1, set(self._tombstone_tables), set(self.heads))
         try:
-            apply_batch(cur, items, self._applied_counter + 1, tombstone_tables)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        self._tombstone_tables = tombstone_tables
+            self._run_transaction(items, ctx)
+        except duckdb.ConstraintException:  # a "new" row existed after all: do it the slow way
+            ctx = BatchContext(ctx.first_applied, set(self._tombstone_tables), ctx.known_origins,
+                               optimistic=False)  # fmt: skip
+            self._run_transaction(items, ctx)
+        self._tombstone_tables = ctx.tombstone_tables
         heads = self.heads_snapshot()
         for item in items:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)
@@ -277,6 +279,17 @@ class Store:
             for item in items:
                 self._observe(item.changeset.hlc)
             self._applied_counter += len(items)
+
+    def _run_transaction(self, items: Sequence[Decoded], ctx: BatchContext) -> None:
+        cur = self._writer
+        cur.execute("BEGIN")
+        try:
+            apply_batch(cur, items, ctx)
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT rolled back
+                cur.execute("ROLLBACK")
+            raise
 
     def _observe(self, remote: int) -> None:
         now = int(time.time() * 1000)

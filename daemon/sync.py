@@ -206,6 +206,7 @@ async def serve_sync(
 
 async def pull_logged(node: Node, peer: str) -> PullResult | None:
     """Pull from a peer, logging instead of raising."""
+    log.debug("pull start", peer=peer)
     try:
         result = await pull(node, peer)
     except SyncFailed as exc:

@@ -35,6 +35,11 @@ class Announce:
     addrs: tuple[str, ...] = ()
     load: float = 0.0
     hlc: int = 0
+    blocks: tuple[bytes, ...] = ()
+    """The sender's own newest small changesets, pushed so peers skip a pull round trip."""
+
+
+MAX_PUSHED_BYTES = 64 << 10  # total size of Announce.blocks
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:
         "addrs": list(m.addrs),
         "load": m.load,
         "hlc": m.hlc,
+        "blocks": list(m.blocks),
     }
 
 
@@ -115,7 +121,19 @@ def _announce_from_wire(raw: dict[str, Any]) -> Announce:
         addrs=tuple(expect_list_of(raw.get("addrs", []), "announce.addrs", _addr, 32)),
         load=float(load),
         hlc=expect_int(raw.get("hlc", 0), "announce.hlc"),
+        blocks=_pushed_blocks(raw.get("blocks", [])),
     )
+
+
+def _pushed_blocks(raw: object) -> tuple[bytes, ...]:
+    blocks = tuple(expect_list_of(raw, "announce.blocks", _block, 64))
+    if sum(len(b) for b in blocks) > MAX_PUSHED_BYTES:
+        raise RemoteProtocolError(f"announce.blocks: more than {MAX_PUSHED_BYTES} bytes")
+    return blocks
+
+
+def _block(value: object, what: str) -> bytes:
+    return expect(value, bytes, what)
 
 
 def _addr(value: object, what: str) -> str:

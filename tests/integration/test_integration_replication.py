@@ -121,3 +121,11 @@ def test_mdns_peers_find_each_other_without_bootstrap() -> None:
         record(cluster.peers[0], "found-by-mdns")
         cluster.wait_converged(timeout=60)
         assert cluster.peers[1].status()["rows"]["performance_results"] == 1
+
+
+def test_small_writes_are_pushed_with_the_announce(cluster3: LocalCluster) -> None:
+    a, b, _ = cluster3.peers
+    for i in range(5):
+        record(a, f"pushed-{i}")
+        wait_until(lambda i=i: b.status()["rows"]["performance_results"] == i + 1, 30, "b")
+    assert b.status()["metrics"].get("changesets_pushed_in", 0) >= 1
