@@ -98,7 +98,12 @@ def result_changes(
     n = check_records(records)
     col = lambda name: records.get(name) or [None] * n  # noqa: E731
     devices = col("device_name")
-    hw_keys = [hardware_key(t, d) for t, d in zip(records["hardware_type"], devices, strict=True)]
+    types = records["hardware_type"]
+    hw_keys = (
+        list(types)
+        if devices.count(None) == n
+        else [f"{t}:{d}" if d else t for t, d in zip(types, devices, strict=True)]
+    )  # fmt: skip  (hardware_key, written out: this runs for every ingested row)
     ids = new_uuids(store, n)
     stamp = now_us()
     results = _insert_changes(
@@ -108,12 +113,12 @@ def result_changes(
             "run_id": col("run_id"),
             "model_id": list(records["model_name"]),
             "hardware_id": hw_keys,
-            "test_case": [t or "default" for t in col("test_case")],
-            "batch_size": [b if b is not None else 1 for b in col("batch_size")],
+            "test_case": _filled(records.get("test_case"), "default", n),
+            "batch_size": _filled(records.get("batch_size"), 1, n),
             "precision": col("precision"),
-            "average_latency_ms": [float(x) for x in records["latency"]],
-            "throughput_items_per_second": [float(x) for x in records["throughput"]],
-            "memory_peak_mb": [None if x is None else float(x) for x in col("memory_mb")],
+            "average_latency_ms": list(map(float, records["latency"])),
+            "throughput_items_per_second": list(map(float, records["throughput"])),
+            "memory_peak_mb": _floats(col("memory_mb")),
             "metrics": col("metrics"),
             "created_at": [stamp] * n,
         },
@@ -141,11 +146,23 @@ def _insert_changes(table: str, columns: Mapping[str, list[Any]]) -> TableChange
 
 
 def _first_seen(keys: Sequence[Any], *cols: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
-    seen: dict[Any, tuple[Any, ...]] = {}
-    for i, key in enumerate(keys):
-        if key not in seen:
-            seen[key] = tuple(c[i] for c in cols)
-    return seen
+    """Distinct keys with the values of their first row (built backwards at C speed)."""
+    return dict(zip(reversed(keys), zip(*(reversed(c) for c in cols), strict=True), strict=True))
+
+
+def _filled(values: list[Any] | None, default: Any, n: int) -> list[Any]:
+    """``values`` with None (or empty) replaced by ``default``."""
+    if values is None:
+        return [default] * n
+    if None in values or "" in values:
+        return [default if v is None or v == "" else v for v in values]
+    return values
+
+
+def _floats(values: list[Any]) -> list[float | None]:
+    if None in values:
+        return [None if v is None else float(v) for v in values]
+    return list(map(float, values))
 
 
 def _missing_models(

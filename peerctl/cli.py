@@ -162,14 +162,21 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
         raise UsageError("--chunk-size must be positive")
     started = time.perf_counter()
     stored, bad, changesets = 0, [], 0
+    in_flight = 0  # one chunk stored by the daemon while the next one is read
     try:
         progress = Progress(count_rows(args.file), f"ingest {args.file.name}")
         for chunk in read_chunks(args.file, args.chunk_size):
             bad.extend(chunk.bad)
             if chunk.rows:
-                stored += client.ingest_columns(chunk.columns)["rows"]
+                client.send("ingest", records=chunk.columns)
+                in_flight += 1
                 changesets += 1
+            if in_flight > 1:
+                stored += client.receive()["rows"]
+                in_flight -= 1
             progress.advance(chunk.rows + len(chunk.bad))
+        for _ in range(in_flight):
+            stored += client.receive()["rows"]
         progress.finish()
     except RecordFileError as exc:
         raise UsageError(str(exc)) from exc

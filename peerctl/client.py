@@ -87,12 +87,28 @@ class Client:
 
     def call(self, method: str, **params: Any) -> Any:
         """Call a control method; return its result or raise ClientError."""
+        self.send(method, **params)
+        return self.receive()
+
+    def send(self, method: str, **params: Any) -> None:
+        """Send a request without waiting; pair each with one :meth:`receive` (in order).
+
+        Keeping a request in flight lets the caller prepare the next one while the
+        daemon works (``peerctl ingest`` overlaps reading the file with storing it).
+        """
         request = ControlRequest(next(self._ids), method, params)
         sock = self._connect()
         try:
             sock.sendall(encode_frame(control.encode_request(request), control.MAX_CONTROL_FRAME))
-            frame = self._read_frame(sock)
-            response = control.decode_response(frame)
+        except OSError as exc:
+            self.close()
+            raise DaemonUnavailable(f"connection to duckpeerd failed: {exc}") from exc
+
+    def receive(self) -> Any:
+        """The result of the oldest request in flight, or raise ClientError."""
+        sock = self._connect()
+        try:
+            response = control.decode_response(self._read_frame(sock))
         except (OSError, ProtocolError) as exc:
             self.close()
             raise DaemonUnavailable(f"connection to duckpeerd failed: {exc}") from exc

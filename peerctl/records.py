@@ -60,8 +60,9 @@ def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
     if not path.is_file():
         raise RecordFileError(f"{path}: no such file")
     if suffix == ".csv":
-        rows = _csv_rows(path)
-    elif suffix in {".json", ".jsonl", ".ndjson"}:
+        yield from _csv_chunks(path, chunk_size)
+        return
+    if suffix in {".json", ".jsonl", ".ndjson"}:
         rows = _json_rows(path)
     elif suffix == ".parquet":
         rows = _parquet_rows(path)
@@ -144,21 +145,104 @@ def _convert(name: str, value: Any) -> Any:
     return text
 
 
-def _csv_rows(path: Path) -> Iterator[Row]:
+def _csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
+    """CSV via pyarrow's parser while the data is clean; from the first block that is
+    not, row by row with Python's csv module so each bad line is named."""
+    done = 0
+    try:
+        for chunk in _arrow_csv_chunks(path, size):
+            done += chunk.rows
+            yield chunk
+        return
+    except _NotClean:
+        pass
+    yield from _python_csv_chunks(path, size, skip=done)
+
+
+class _NotClean(Exception):
+    """The fast path met a value it cannot judge; the slow path takes over."""
+
+
+def _arrow_csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
+    import pyarrow as pa  # only ingest of CSV pays for pyarrow
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh), None)
+    if not header:
+        raise RecordFileError(f"{path}: empty CSV")
+    fields = {i: ALIASES.get(h.strip().lower()) for i, h in enumerate(header)}
+    by_field = {f: i for i, f in fields.items() if f is not None}  # the last alias wins
+    if not set(REQUIRED) <= set(by_field) or len(set(header)) != len(header):
+        raise _NotClean
+    types = {header[i]: _arrow_type(pa, f) for f, i in by_field.items()}
+    options = pacsv.ConvertOptions(
+        column_types=types, include_columns=list(types), null_values=[""],
+        strings_can_be_null=True, quoted_strings_can_be_null=True,
+    )  # fmt: skip
+    try:
+        reader = pacsv.open_csv(path, convert_options=options,
+                                read_options=pacsv.ReadOptions(use_threads=False))  # fmt: skip
+        buffered: list[Any] = []
+        for batch in reader:
+            buffered.append(batch)
+            while sum(b.num_rows for b in buffered) >= size:
+                table = pa.Table.from_batches(buffered)
+                yield _arrow_chunk(pc, table.slice(0, size), header, by_field)
+                buffered = table.slice(size).to_batches()
+        if buffered and sum(b.num_rows for b in buffered):
+            yield _arrow_chunk(pc, pa.Table.from_batches(buffered), header, by_field)
+    except pa.ArrowInvalid as exc:  # a value that does not parse, a ragged row...
+        raise _NotClean from exc
+
+
+def _arrow_type(pa: Any, field: str) -> Any:
+    return pa.float64() if field in FLOATS else pa.int64() if field in INTS else pa.string()
+
+
+def _arrow_chunk(pc: Any, table: Any, header: list[str], by_field: dict[str, int]) -> Chunk:
+    columns: dict[str, list[Any]] = {}
+    for name, index in by_field.items():
+        column = table.column(header[index])
+        if name in FLOATS:
+            if pc.any(pc.invert(pc.is_finite(column))).as_py():
+                raise _NotClean  # inf or nan: the slow path names the line
+        elif name not in INTS:
+            column = pc.utf8_trim_whitespace(column)
+            lengths = pc.utf8_length(column)
+            if pc.any(pc.equal(lengths, 0)).as_py() or pc.any(pc.greater(lengths, 4096)).as_py():
+                raise _NotClean
+        if name in REQUIRED and column.null_count:
+            raise _NotClean
+        columns[name] = column.to_pylist()
+    return _trim(Chunk({f: columns.get(f, [None] * table.num_rows) for f in FIELDS},
+                       table.num_rows))  # fmt: skip
+
+
+def _python_csv_chunks(path: Path, size: int, skip: int = 0) -> Iterator[Chunk]:
+    """Row by row with line numbers, after the first ``skip`` data rows."""
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if not header:
             raise RecordFileError(f"{path}: empty CSV")
-        start = reader.line_num + 1
-        for row in reader:
-            where, start = f"line {start}", reader.line_num + 1  # quoted fields may span lines
-            if not row:
-                continue  # a blank line
-            if len(row) != len(header):
-                yield where, f"expected {len(header)} fields, got {len(row)}"
-                continue
-            yield where, dict(zip(header, row, strict=True))
+        yield from _chunked(_csv_rows(reader, header, skip), size)
+
+
+def _csv_rows(reader: Any, header: list[str], skip: int) -> Iterator[Row]:
+    start = reader.line_num + 1
+    for row in reader:
+        where, start = f"line {start}", reader.line_num + 1  # quoted fields may span lines
+        if not row:
+            continue  # a blank line
+        if skip:
+            skip -= 1
+            continue
+        if len(row) != len(header):
+            yield where, f"expected {len(header)} fields, got {len(row)}"
+            continue
+        yield where, dict(zip(header, row, strict=True))
 
 
 def _json_rows(path: Path) -> Iterator[Row]:
