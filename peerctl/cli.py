@@ -8,11 +8,9 @@ socket; 4 ingest finished but skipped bad rows.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 from peerctl.client import Client, ClientError
@@ -56,7 +54,7 @@ def build_parser() -> Parser:
     p.add_argument("--test-case")
     p.add_argument("--device-name")
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
-    p.add_argument("file", type=Path)
+    p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=50_000)
     p = sub.add_parser("query", parents=[common], help="read-only SQL over the tables")
     p.add_argument("sql")
@@ -156,6 +154,8 @@ def cmd_record(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from peerctl.records import RecordFileError, count_rows, read_chunks
 
     if args.chunk_size < 1:
@@ -164,8 +164,9 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     stored, bad, changesets = 0, [], 0
     in_flight = 0  # one chunk stored by the daemon while the next one is read
     try:
-        progress = Progress(count_rows(args.file), f"ingest {args.file.name}")
-        for chunk in read_chunks(args.file, args.chunk_size):
+        path = Path(args.file)
+        progress = Progress(count_rows(path), f"ingest {path.name}")
+        for chunk in read_chunks(path, args.chunk_size):
             bad.extend(chunk.bad)
             if chunk.rows:
                 client.send("ingest", records=chunk.columns)
@@ -229,6 +230,8 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 def _parse_value(text: str) -> Any:
     """``null``/numbers/booleans as JSON, anything else as a string."""
+    import json
+
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -10,6 +9,8 @@ from typing import Any, TextIO
 
 def print_json(value: Any, out: TextIO | None = None) -> None:
     """One JSON document."""
+    import json  # lazily: most commands print tables
+
     out = out or sys.stdout  # looked up per call, so redirect_stdout and capsys work
     json.dump(value, out, indent=2, sort_keys=False, default=str)
     out.write("\n")
@@ -44,6 +45,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, dict | list):
+        import json
+
         return json.dumps(value, default=str)
     return str(value)
 
