@@ -1,0 +1,148 @@
+"""What a DuckDB CHECKPOINT costs as the changeset log grows (diagnostic).
+
+DuckDB checkpoints automatically when the WAL passes ``checkpoint_threshold``
+(16 MiB by default): in the daemon that is after nearly every large commit (ingest
+chunk, sync batch) and after every ~60 small ones. This script grows one Store with
+``--chunk``-row changesets (``result_changes`` + ``commit_local``, automatic
+checkpoints deferred so that the growth itself is fast) and, at a few sizes, times a
+CHECKPOINT after each of:
+
+* a 1-row ``commit_local`` (what every real write does: rows + log + heads);
+* a 1-row INSERT into ``store.performance_results`` only (bench-only SQL);
+* a 1-row INSERT into ``store.changesets`` only (bench-only SQL).
+
+If the cost tracks the log's size (the sum of the stored changeset blocks) and not the
+number of rows, the log is what every checkpoint rewrites.
+
+    .venv/bin/python bench/bench_checkpoint.py            # up to 3M rows
+    .venv/bin/python bench/bench_checkpoint.py --quick    # up to 1M rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _common  # noqa: F401  (puts the project root on sys.path)
+from _common import deferred_checkpoints, load_note, print_table, sample_columns, write_result
+
+from daemon.store import Store
+from daemon.writes import result_changes
+
+ORIGIN = "bench-checkpoint"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--chunk", type=int, default=100_000, help="rows per changeset (default 100k)")
+    p.add_argument("--steps", default="1,5,10,20,30", help="chunks at which to measure")
+    p.add_argument("--quick", action="store_true", help="steps 1,5,10")
+    p.add_argument("--name", default="bench_checkpoint", help="results file name")
+    args = p.parse_args()
+    if args.quick:
+        args.steps = "1,5,10"
+    return args
+
+
+def timed_checkpoint(store: Store) -> float:
+    t = time.perf_counter()
+    store._writer.execute("CHECKPOINT")
+    return time.perf_counter() - t
+
+
+def measure(store: Store) -> dict[str, Any]:
+    cur = store._writer
+    one = sample_columns(1, seed=3)
+    store.commit_local(ORIGIN, result_changes(store, one)[0])
+    after_commit = timed_checkpoint(store)
+    cur.execute(
+        "INSERT INTO store.performance_results (result_id, _hlc, _origin) "
+        "VALUES (uuidv7(), 1, 'bench-sql')"
+    )
+    after_rows = timed_checkpoint(store)
+    cur.execute(
+        "INSERT INTO store.changesets SELECT 'bench-sql', seq, 1, 'bench-' || seq, NULL, 0, "
+        "-seq, 'x'::BLOB FROM (SELECT coalesce(max(seq), 0) + 1 AS seq FROM store.changesets "
+        "WHERE origin = 'bench-sql')"
+    )
+    after_log = timed_checkpoint(store)
+    log = cur.execute("SELECT count(*), sum(octet_length(block)) FROM store.changesets").fetchone()
+    return {
+        "rows": store.row_counts()["performance_results"],
+        "log_blocks": log[0] if log else 0,
+        "log_bytes": (log[1] or 0) if log else 0,
+        "file_bytes": store.size_bytes(),
+        "ckpt_after_commit_local_ms": round(after_commit * 1000, 1),
+        "ckpt_after_results_row_ms": round(after_rows * 1000, 1),
+        "ckpt_after_log_row_ms": round(after_log * 1000, 1),
+    }
+
+
+def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    steps = sorted({int(s) for s in args.steps.split(",") if s})
+    with deferred_checkpoints(True):
+        store = Store(base / "ckpt.duckdb")
+    data = sample_columns(args.chunk)
+    points = []
+    done = 0
+    try:
+        for target in steps:
+            while done < target:
+                store.commit_local(ORIGIN, result_changes(store, data)[0])
+                done += 1
+            timed_checkpoint(store)  # flush the growth, then measure from a clean state
+            point = measure(store)
+            points.append(point)
+            print(
+                f"  {point['rows']:,} rows: checkpoint after a 1-row write "
+                f"{point['ckpt_after_commit_local_ms']:.0f} ms",
+                flush=True,
+            )
+    finally:
+        store.close()
+    return {"chunk": args.chunk, "points": points}
+
+
+def report(res: dict[str, Any]) -> None:
+    print_table(
+        "CHECKPOINT time (ms) after one small change, by database size",
+        [
+            "result rows",
+            "log MB",
+            "file MB",
+            "after commit_local",
+            "after results row",
+            "after log row",
+        ],
+        [
+            [
+                p["rows"],
+                p["log_bytes"] / 1e6,
+                p["file_bytes"] / 1e6,
+                p["ckpt_after_commit_local_ms"],
+                p["ckpt_after_results_row_ms"],
+                p["ckpt_after_log_row_ms"],
+            ]
+            for p in res["points"]
+        ],
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    load = load_note()
+    with tempfile.TemporaryDirectory(prefix="dpckpt-") as tmp:
+        res = run(args, Path(tmp))
+    report(res)
+    params = {k: v for k, v in vars(args).items() if k != "name"} | load
+    write_result(args.name, params, res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
