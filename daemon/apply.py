@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from daemon import rowsql
+from daemon.blocklog import BlockLog
 from protocol.changeset import Changeset, Op, TableChanges
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
@@ -45,7 +46,9 @@ LOG_SCHEMA = pa.schema(
         ("prev", pa.string()),
         ("row_count", pa.int64()),
         ("applied", pa.int64()),
-        ("block", pa.binary()),
+        ("seg", pa.int32()),
+        ("pos", pa.int64()),
+        ("size", pa.int64()),
     ]
 )
 
@@ -55,6 +58,7 @@ class BatchContext:
     """What the store knows that lets a batch take cheaper statements."""
 
     first_applied: int
+    blocklog: BlockLog
     tombstone_tables: set[str]  # tables that may hold tombstones (extended by this batch)
     known_origins: set[str]  # origins with a row in store.heads
     optimistic: bool = True  # plain INSERT for rows whose writer saw no earlier version
@@ -147,17 +151,19 @@ def _apply_table(
 
 
 def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchContext) -> None:
-    """Append the blocks to the changeset log and move the chain heads.
+    """Append the blocks to the block log, record where, and move the chain heads.
 
+    Runs last in the transaction, so a batch whose rows fail leaves no bytes behind.
     Heads are updated with UPDATE/INSERT rather than ON CONFLICT, which costs DuckDB
     several milliseconds per statement.
     """
+    places = ctx.blocklog.append([i.block for i in items])
     if len(items) == 1:  # the common case of one live write: skip the Arrow round trip
         cs, item = items[0].changeset, items[0]
         cur.execute(
-            "INSERT INTO store.changesets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO store.changesets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [cs.origin, cs.seq, cs.hlc, item.cid, cs.prev, cs.row_count(), ctx.first_applied,
-             item.block],
+             *places[0]],
         )  # fmt: skip
         if cs.origin in ctx.known_origins:
             cur.execute(
@@ -170,8 +176,8 @@ def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchCon
         return
     columns = list(zip(*(
         (i.changeset.origin, i.changeset.seq, i.changeset.hlc, i.cid, i.changeset.prev,
-         i.changeset.row_count(), ctx.first_applied + n, i.block)
-        for n, i in enumerate(items)
+         i.changeset.row_count(), ctx.first_applied + n, *place)
+        for n, (i, place) in enumerate(zip(items, places, strict=True))
     ), strict=True))  # fmt: skip
     cur.register("log_stage", pa.Table.from_arrays(
         [pa.array(c, f.type) for c, f in zip(columns, LOG_SCHEMA, strict=True)], schema=LOG_SCHEMA

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from daemon import rowsql
 from daemon.apply import BatchContext, apply_batch
+from daemon.blocklog import BlockLog
 from protocol import changeset as cs_codec
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, TableChanges
@@ -68,6 +69,7 @@ class Store:
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.path = str(path)
+        self.blocklog = BlockLog(Path(path).with_suffix(".blocks"))
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET lock_configuration = true")
         self._writer = self._con.cursor()
@@ -88,6 +90,7 @@ class Store:
         finally:
             self._writer.close()
             self._con.close()
+            self.blocklog.close()
 
     def _migrate(self) -> None:
         cur = self._writer
@@ -147,11 +150,14 @@ class Store:
         return sum(seq for seq, _ in self.heads.values())
 
     def size_bytes(self) -> int:
-        """Size of the database file on disk."""
-        try:
-            return Path(self.path).stat().st_size
-        except OSError:
-            return 0
+        """Bytes on disk: database file, its WAL and the block log."""
+        total = self.blocklog.size_bytes()
+        for name in (self.path, self.path + ".wal"):
+            try:
+                total += Path(name).stat().st_size
+            except OSError:
+                pass
+        return total
 
     # -- local writes ----------------------------------------------------------------
 
@@ -262,12 +268,14 @@ class Store:
         return fresh
 
     def _transaction(self, items: Sequence[Decoded]) -> None:
-        ctx = BatchContext(self._applied_counter + 1, set(self._tombstone_tables), set(self.heads))
+        ctx = BatchContext(
+            self._applied_counter + 1, self.blocklog, set(self._tombstone_tables), set(self.heads)
+        )
         try:
             self._run_transaction(items, ctx)
         except duckdb.ConstraintException:  # a "new" row existed after all: do it the slow way
-            ctx = BatchContext(ctx.first_applied, set(self._tombstone_tables), ctx.known_origins,
-                               optimistic=False)  # fmt: skip
+            ctx = BatchContext(ctx.first_applied, self.blocklog, set(self._tombstone_tables),
+                               ctx.known_origins, optimistic=False)  # fmt: skip
             self._run_transaction(items, ctx)
         self._tombstone_tables = ctx.tombstone_tables
         heads = self.heads_snapshot()
@@ -309,20 +317,11 @@ class Store:
         where = " OR ".join("(origin = ? AND seq > ?)" for _ in wanted)
         params = [v for pair in wanted for v in pair]
         cur = self._con.cursor()
-        order = [
-            r[0]
-            for r in cur.execute(
-                f"SELECT applied FROM store.changesets WHERE {where} ORDER BY applied", params
-            ).fetchall()
-        ]
-        for start in range(0, len(order), batch):
-            lo, hi = order[start], order[min(start + batch, len(order)) - 1]
-            rows = cur.execute(
-                f"SELECT block FROM store.changesets WHERE applied BETWEEN ? AND ? AND ({where}) "
-                "ORDER BY applied",
-                [lo, hi, *params],
-            ).fetchall()
-            yield [r[0] for r in rows]
+        places = cur.execute(
+            f"SELECT seg, pos, size FROM store.changesets WHERE {where} ORDER BY applied", params
+        ).fetchall()
+        for start in range(0, len(places), batch):
+            yield self.blocklog.read(places[start : start + batch])
 
     # -- queries -------------------------------------------------------------------------
 

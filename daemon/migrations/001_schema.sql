@@ -100,7 +100,9 @@ CREATE TABLE store.tombstones (
     PRIMARY KEY (tbl, pk)
 );
 
--- Every changeset block ever applied, in apply order (causal): served to peers on sync.
+-- Every changeset ever applied, in apply order (causal): served to peers on sync.
+-- The block bytes live in the append-only block log (daemon/blocklog.py) at
+-- (seg, pos, size); keeping them out of DuckDB spares every checkpoint a rewrite.
 CREATE TABLE store.changesets (
     origin VARCHAR NOT NULL,
     seq BIGINT NOT NULL,
@@ -109,7 +111,9 @@ CREATE TABLE store.changesets (
     prev VARCHAR,
     row_count BIGINT NOT NULL,
     applied BIGINT NOT NULL,
-    block BLOB NOT NULL,
+    seg INTEGER NOT NULL,
+    pos BIGINT NOT NULL,
+    size BIGINT NOT NULL,
     PRIMARY KEY (origin, seq)
 );
 
