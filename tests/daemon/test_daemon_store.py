@@ -3,83 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from storekit import D, U, chain, dump, model_rows, models, tc, tombstones
 
 from daemon import writes
 from daemon.store import Store, StoreError
 from protocol import hlc as hlc_clock
-from protocol.changeset import Changeset, Op, TableChanges, cid_of, decode, encode
+from protocol.changeset import Changeset, TableChanges, cid_of, decode, encode
 from protocol.cid import EMPTY_DATABASE_CID, database_cid
 from protocol.schema import TABLES
 
-U, D = Op.UPSERT, Op.DELETE
 RUN_A = "01890a5d-ac96-774b-bcce-b302099a8057"
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def tc(
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    ops: Sequence[int] | None = None,
-) -> TableChanges:
-    """Column-major TableChanges from row tuples (all upserts unless ``ops``)."""
-    n = len(rows)
-    return TableChanges(
-        table,
-        list(columns),
-        bytes(ops if ops is not None else [U] * n),
-        [None] * n,
-        [(1 << len(columns)) - 1] * n,
-        [[row[i] for row in rows] for i in range(len(columns))],
-    )
-
-
-def models(*rows: tuple[int, str, str | None]) -> TableChanges:
-    """Changes to ``models``: (op, model_id, model_name)."""
-    return tc("models", ["model_id", "model_name"], [r[1:] for r in rows], [r[0] for r in rows])
-
-
-def chain(origin: str, specs: Sequence[tuple[int, Sequence[TableChanges]]]) -> list[bytes]:
-    """Encoded, correctly linked blocks of one origin: specs are (hlc, tables)."""
-    blocks, prev = [], None
-    for seq, (stamp, tables) in enumerate(specs, start=1):
-        block = encode(Changeset(origin, seq, stamp, prev, list(tables)))
-        prev = cid_of(block)
-        blocks.append(block)
-    return blocks
-
-
 def flat(batches: Iterator[list[bytes]]) -> list[bytes]:
     return [b for batch in batches for b in batch]
-
-
-def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """Every replicated row (with its version) and every tombstone, in key order."""
-    out = {}
-    for name in [*TABLES, "tombstones"]:
-        _, rows = store.query(f"SELECT * FROM store.{name} ORDER BY ALL", 100_000, 30.0)
-        out[name] = rows
-    return out
-
-
-def model_rows(store: Store) -> list[tuple[Any, ...]]:
-    _, rows = store.query(
-        "SELECT model_id, model_name, _hlc, _origin FROM store.models ORDER BY 1", 1000, 30.0
-    )
-    return rows
-
-
-def tombstones(store: Store) -> list[tuple[Any, ...]]:
-    _, rows = store.query("SELECT * FROM store.tombstones ORDER BY ALL", 1000, 30.0)
-    return rows
 
 
 RECORDS = {

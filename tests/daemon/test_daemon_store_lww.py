@@ -3,69 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from storekit import D, U, chain, dump, model_rows, models, tc, tombstones
 
 from daemon.store import Store
-from protocol.changeset import Changeset, Op, TableChanges, cid_of, encode
-from protocol.schema import TABLES
 
-U, D = Op.UPSERT, Op.DELETE
 RUN_A = "01890a5d-ac96-774b-bcce-b302099a8057"
 RUN_B = "01890a5d-ac96-774b-bcce-b302099a8058"
-
-
-def tc(
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    ops: Sequence[int] | None = None,
-) -> TableChanges:
-    n = len(rows)
-    return TableChanges(
-        table,
-        list(columns),
-        bytes(ops if ops is not None else [U] * n),
-        [None] * n,
-        [(1 << len(columns)) - 1] * n,
-        [[row[i] for row in rows] for i in range(len(columns))],
-    )
-
-
-def models(*rows: tuple[int, str, str | None]) -> TableChanges:
-    """Changes to ``models``: (op, model_id, model_name)."""
-    return tc("models", ["model_id", "model_name"], [r[1:] for r in rows], [r[0] for r in rows])
-
-
-def chain(origin: str, specs: Sequence[tuple[int, Sequence[TableChanges]]]) -> list[bytes]:
-    blocks, prev = [], None
-    for seq, (stamp, tables) in enumerate(specs, start=1):
-        block = encode(Changeset(origin, seq, stamp, prev, list(tables)))
-        prev = cid_of(block)
-        blocks.append(block)
-    return blocks
-
-
-def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    return {
-        name: store.query(f"SELECT * FROM store.{name} ORDER BY ALL", 100_000, 30.0)[1]
-        for name in [*TABLES, "tombstones"]
-    }
-
-
-def model_rows(store: Store) -> list[tuple[Any, ...]]:
-    _, rows = store.query(
-        "SELECT model_id, model_name, _hlc, _origin FROM store.models ORDER BY 1", 1000, 30.0
-    )
-    return rows
-
-
-def tombstones(store: Store) -> list[tuple[Any, ...]]:
-    _, rows = store.query("SELECT * FROM store.tombstones ORDER BY ALL", 1000, 30.0)
-    return rows
 
 
 @pytest.fixture
