@@ -153,14 +153,21 @@ def peerctl_command() -> list[str]:
 
 
 def db_files_bytes(data_dir: Path) -> dict[str, int]:
-    """Size of the DuckDB file and its WAL in a peer's data dir."""
+    """Size of a peer's database: DuckDB file, its WAL and the block log.
+
+    ``total`` is all three (what a peer that catches up must rebuild); ``duckdb`` is
+    the DuckDB file and WAL alone.
+    """
     db = data_dir / "duckpeer.duckdb"
     wal = data_dir / "duckpeer.duckdb.wal"
+    blocks = sum(p.stat().st_size for p in (data_dir / "duckpeer.blocks").glob("*.log"))
 
     def size(p: Path) -> int:
         return p.stat().st_size if p.exists() else 0
 
-    return {"db_file": size(db), "wal_file": size(wal), "total": size(db) + size(wal)}
+    duck = size(db) + size(wal)
+    return {"db_file": size(db), "wal_file": size(wal), "block_log": blocks, "duckdb": duck,
+            "total": duck + blocks}  # fmt: skip
 
 
 CSV_FIELDS = (

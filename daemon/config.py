@@ -34,7 +34,7 @@ class Config:
     mdns: bool = False
     log_level: str = "info"
     announce_interval: float = 3.0
-    announce_debounce: float = 0.005
+    announce_debounce: float = 0.001
     anti_entropy_interval: float = 10.0
     sync_read_timeout: float = 15.0
     query_timeout: float = 30.0

@@ -100,6 +100,7 @@ async def _apply_pushed(node: Node, announce: Announce) -> None:
     if usable:
         result = await node.apply_blocks(usable, announce.peer_id)
         node.metrics.inc("changesets_pushed_in", result.applied)
+        log.debug("applied pushed", peer=announce.peer_id, applied=result.applied)
 
 
 def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:

@@ -15,8 +15,8 @@ from daemon.control import ControlError, Handler
 from daemon.gossip import current_announce
 from daemon.network import NetworkError
 from daemon.node import Node
-from daemon.sandbox import QueryRejected, validate_query
-from daemon.store import StoreError
+from daemon.sandbox import QueryRejected, check_query
+from daemon.store import Store, StoreError
 from daemon.writes import WriteError, delete_change, result_changes, update_change
 from protocol import vv
 
@@ -197,14 +197,19 @@ async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     max_rows = min(
         int(params.get("max_rows") or node.config.query_max_rows), node.config.query_max_rows
     )
+    started = time.perf_counter()
+
+    def run(store: Store) -> tuple[list[str], list[list[Any]]]:
+        # Parsing and converting are CPU work: off the event loop, in the reader thread.
+        check_query(sql)
+        columns, rows = store.query(sql, max_rows, node.config.query_timeout)
+        return columns, [[to_wire(v) for v in row] for row in rows]
+
     try:
-        validate_query(sql)
+        columns, rows = await node.read(run)
     except QueryRejected as exc:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
-    started = time.perf_counter()
-    try:
-        columns, rows = await node.read(lambda s: s.query(sql, max_rows, node.config.query_timeout))
     except duckdb.InterruptException as exc:
         raise ControlError("timeout", f"query exceeded {node.config.query_timeout} s") from exc
     except (duckdb.Error, StoreError) as exc:
@@ -212,7 +217,7 @@ async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     node.metrics.inc("queries")
     return {
         "columns": columns,
-        "rows": [[to_wire(v) for v in row] for row in rows],
+        "rows": rows,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
     }
 
