@@ -255,6 +255,12 @@ class Store:
         for item in items:
             cs = item.changeset
             seq, head = heads.get(cs.origin, (0, None))
+            if cs.seq == seq and item.cid != head:
+                # Same seq, other content: the origin forked its chain (or someone forged
+                # it). Refused and reported; older seqs are not checked here (issue 8
+                # adds signed heads).
+                result.rejected.append((item.cid, f"{cs.origin}#{cs.seq}: fork of our head"))
+                continue
             if cs.seq <= seq:
                 result.duplicates += 1
                 continue

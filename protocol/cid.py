@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,13 @@ def block_cid(data: bytes) -> str:
     return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_cid(text: str) -> CID:
-    """Parse a CID string; malformed input is a remote protocol error."""
+    """Parse a CID string; malformed input is a remote protocol error.
+
+    Cached: chain heads are parsed again for every database CID, and multiformats
+    spends most of its time validating argument types.
+    """
     try:
         return CID.decode(text)
     except (ValueError, LookupError, TypeError) as exc:  # LookupError: "b" gives IndexError

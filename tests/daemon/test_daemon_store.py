@@ -441,3 +441,13 @@ def test_delete_change_is_based_on_current_version(store: Store) -> None:
         writes.delete_change(store, "performance_results", ids[1])
     with pytest.raises(writes.WriteError, match="unknown table"):
         writes.delete_change(store, "tombstones", "x")
+
+
+def test_a_different_block_at_our_head_seq_is_a_fork(store: Store) -> None:
+    first = chain("F", [(10, [models((U, "m", "one"))])])
+    other = chain("F", [(11, [models((U, "m", "two"))])])
+    assert store.apply_blocks(first).applied == 1
+    result = store.apply_blocks(other)
+    assert result.applied == 0 and result.duplicates == 0
+    assert "fork" in result.rejected[0][1]
+    assert model_rows(store)[0][1] == "one"
