@@ -17,6 +17,7 @@ from daemon.handlers import make_handlers
 from daemon.identity import load_or_create_identity
 from daemon.network import open_network
 from daemon.node import Node
+from daemon.sdnotify import Notifier
 from daemon.store import Store
 
 log = structlog.get_logger("duckpeerd")
@@ -71,12 +72,32 @@ async def _serve(node: Node, key_pair: object) -> None:
                 db_cid=node.store.db_cid(),
                 cluster=config.cluster,
             )
+            # Only now: the store is open, the host listens, the control socket accepts.
+            notifier = Notifier()
+            notifier.notify("READY=1", _status_line(node))
+            nursery.start_soon(notifier.serve_watchdog)
+            nursery.start_soon(_serve_status, node, notifier)
+
+
+def _status_line(node: Node) -> str:
+    return f"STATUS=peers {len(node.connected_peers())}, db {node.store.db_cid()}"
+
+
+async def _serve_status(node: Node, notifier: Notifier) -> None:
+    """Keep systemctl status current (peers and CID), at most every 2 s."""
+    if not notifier.enabled:
+        return
+    while True:
+        await node.wait_changed()
+        notifier.notify(_status_line(node))
+        await trio.sleep(2.0)
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("shutting down", signal=signal.Signals(signum).name)
+            Notifier().notify("STOPPING=1")
             scope.cancel()
             return
 
