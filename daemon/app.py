@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -17,6 +18,7 @@ from daemon.handlers import make_handlers
 from daemon.identity import load_or_create_identity
 from daemon.network import open_network
 from daemon.node import Node
+from daemon.peercred import make_authorizer
 from daemon.sdnotify import Notifier
 from daemon.store import Store
 
@@ -59,10 +61,14 @@ async def _serve(node: Node, key_pair: object) -> None:
             if config.mdns:
                 await nursery.start(serve_discovery, node)
             await nursery.start(
-                serve_control,
-                config.socket_path,
-                make_handlers(node),
-                lambda: node.metrics.inc("control_malformed"),
+                partial(
+                    serve_control,
+                    config.socket_path,
+                    make_handlers(node),
+                    lambda: node.metrics.inc("control_malformed"),
+                    authorize=make_authorizer(config.control_write_group),
+                    on_refused=lambda: node.metrics.inc("control_refused"),
+                )
             )
             log.info(
                 "ready",

@@ -67,6 +67,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     try:
         trio.run(run_daemon, config)
+    except ConfigError as exc:
+        print(f"duckpeerd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (SocketInUse, IdentityError, NetworkError, OSError) as exc:
         print(f"duckpeerd: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -41,6 +41,7 @@ class Config:
     query_max_rows: int = 1_000_000
     max_gossip_per_second: float = 200.0
     memory_limit: str | None = None
+    control_write_group: str | None = None  # if set, only its members may write
 
     @property
     def socket_path(self) -> Path:

@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import structlog
 import trio
 
 from daemon.framed import FramedStream, StreamClosedError, TrioByteStream
+from daemon.peercred import Access, Authorizer, peer_credentials
 from protocol import control
 from protocol.control import ControlRequest, ControlResponse
 from protocol.errors import ProtocolError
@@ -70,49 +72,91 @@ async def _answers(path: Path) -> bool:
     return True
 
 
+WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect"})
+
+
 async def serve_control(
     path: Path,
     handlers: dict[str, Handler],
     on_malformed: Callable[[], None],
     *,
+    authorize: Authorizer | None = None,
+    on_refused: Callable[[], None] = lambda: None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve control requests on ``path`` until cancelled; remove the socket file after."""
+    """Serve control requests on ``path`` until cancelled; remove the socket file after.
+
+    ``authorize`` judges each connection by its SO_PEERCRED credentials (None: anyone
+    who can open the socket file may do anything).
+    """
     sock = await bind_control_socket(path)
+    policy = Policy(handlers, on_malformed, authorize, on_refused)
     try:
         listener = trio.SocketListener(sock)
         task_status.started()
-        await trio.serve_listeners(
-            lambda stream: _serve_connection(stream, handlers, on_malformed), [listener]
-        )
+        await trio.serve_listeners(policy.serve, [listener])
     finally:
         sock.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
 
-async def _serve_connection(
-    stream: trio.SocketStream, handlers: dict[str, Handler], on_malformed: Callable[[], None]
-) -> None:
-    framed = FramedStream(TrioByteStream(stream), control.MAX_CONTROL_FRAME, IDLE_TIMEOUT)
-    try:
+@dataclass
+class Policy:
+    """Serves connections: credentials first, then requests the caller may make."""
+
+    handlers: dict[str, Handler]
+    on_malformed: Callable[[], None]
+    authorize: Authorizer | None
+    on_refused: Callable[[], None]
+
+    def access(self, stream: trio.SocketStream) -> tuple[Access, str]:
+        if self.authorize is None:
+            return Access.WRITE, "unchecked"
+        try:
+            caller = peer_credentials(stream.socket)  # type: ignore[arg-type]
+        except OSError as exc:
+            return Access.NONE, f"no credentials: {exc}"
+        return self.authorize(caller), f"pid {caller.pid} uid {caller.uid} gid {caller.gid}"
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        access, who = self.access(stream)
+        framed = FramedStream(TrioByteStream(stream), control.MAX_CONTROL_FRAME, IDLE_TIMEOUT)
+        try:
+            if access is Access.NONE:
+                self.on_refused()
+                log.warning("control caller refused", caller=who)
+                await framed.send(control.encode_response(
+                    ControlResponse(0, None, "forbidden", f"{who} may not use this daemon")
+                ))  # fmt: skip
+                return
+            await self._requests(framed, access, who)
+        except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+            self.on_malformed()
+            log.info("control connection dropped", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            await framed.aclose()
+
+    async def _requests(self, framed: FramedStream, access: Access, who: str) -> None:
         while (frame := await framed.receive()) is not None:
             try:
                 request = control.decode_request(frame)
             except ProtocolError as exc:
-                on_malformed()
-                log.warning("malformed control request", error=str(exc))
+                self.on_malformed()
+                log.warning("malformed control request", caller=who, error=str(exc))
                 await framed.send(
                     control.encode_response(ControlResponse(0, None, "bad_request", str(exc)))
                 )
                 return
-            response = await _dispatch(request, handlers)
+            if request.method in WRITE_METHODS and access is not Access.WRITE:
+                self.on_refused()
+                log.warning("control write refused", caller=who, method=request.method)
+                response = ControlResponse(
+                    request.id, None, "forbidden", f"{who} may read but not {request.method}"
+                )
+            else:
+                response = await _dispatch(request, self.handlers)
             await framed.send(control.encode_response(response))
-    except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
-        on_malformed()
-        log.info("control connection dropped", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        await framed.aclose()
 
 
 async def _dispatch(request: ControlRequest, handlers: dict[str, Handler]) -> ControlResponse:

@@ -192,3 +192,24 @@ def test_malformed_control_frames_do_not_hurt(daemon_peer: LocalPeer) -> None:
             sock.shutdown(socket.SHUT_WR)
             sock.recv(65536)
     assert daemon_peer.status()["metrics"]["control_malformed"] >= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_caller_with_a_foreign_uid_is_refused(daemon_peer: LocalPeer) -> None:
+    for path in (daemon_peer.data_dir.parent, daemon_peer.data_dir):
+        path.chmod(0o755)
+    daemon_peer.socket.chmod(0o666)  # let the kernel through: SO_PEERCRED must refuse
+    script = (
+        "import os, sys\n"
+        "from peerctl.client import Client, RequestFailed\n"  # import while still root
+        "os.setgid(65534); os.setgroups([]); os.setuid(65534)\n"
+        "try:\n"
+        f"    Client({str(daemon_peer.socket)!r}).status()\n"
+        "except RequestFailed as exc:\n"
+        "    print(exc.code); sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "forbidden", proc.stderr
+    assert daemon_peer.status()["metrics"]["control_refused"] >= 1
