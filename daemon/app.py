@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from libp2p.peer.id import ID
 
 from daemon import gossip, sync
 from daemon.bootstrap import serve_bootstrap, serve_discovery
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.control import serve_control
 from daemon.handlers import make_handlers
 from daemon.identity import load_or_create_identity
@@ -25,8 +27,24 @@ from daemon.store import Store
 log = structlog.get_logger("duckpeerd")
 
 
-async def run_daemon(config: Config) -> None:
-    """Run until SIGINT/SIGTERM; then stop services, finish the write in flight, close."""
+RELOADABLE = (
+    "trusted_peers",
+    "control_write_group",
+    "announce_interval",
+    "anti_entropy_interval",
+    "sync_read_timeout",
+    "query_timeout",
+    "query_max_rows",
+)
+
+
+async def run_daemon(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; then stop services, finish the write in flight, close.
+
+    SIGHUP calls ``reload`` and applies the reloadable settings (trusted peers, control
+    write group, timers and query limits) without dropping connections.
+    """
+    make_authorizer(config.control_write_group)  # an unknown group is a config error now
     config.data_dir.mkdir(parents=True, exist_ok=True)
     key_pair = load_or_create_identity(config.data_dir)
     peer_id = str(ID.from_pubkey(key_pair.public_key))
@@ -34,9 +52,16 @@ async def run_daemon(config: Config) -> None:
         lambda: Store(config.db_path, memory_limit=config.memory_limit)
     )
     node = Node(config, store, peer_id)
+    if config.trusted_peers:
+        log.info("trusted peers only", count=len(config.trusted_peers))
+    else:
+        log.warning("OPEN CLUSTER: no trusted_peers configured; any peer that finds this "
+                    "one can gossip, sync and write changesets here")  # fmt: skip
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            if reload is not None:
+                nursery.start_soon(_reload_on_sighup, node, reload)
             await _serve(node, key_pair)
     finally:
         await trio.to_thread.run_sync(store.close)
@@ -66,7 +91,9 @@ async def _serve(node: Node, key_pair: object) -> None:
                     config.socket_path,
                     make_handlers(node),
                     lambda: node.metrics.inc("control_malformed"),
-                    authorize=make_authorizer(config.control_write_group),
+                    authorize=lambda caller: make_authorizer(node.config.control_write_group)(
+                        caller
+                    ),
                     on_refused=lambda: node.metrics.inc("control_refused"),
                 )
             )
@@ -106,6 +133,19 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             Notifier().notify("STOPPING=1")
             scope.cancel()
             return
+
+
+async def _reload_on_sighup(node: Node, reload: Callable[[], Config]) -> None:
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            try:
+                fresh = reload()
+                make_authorizer(fresh.control_write_group)  # refuse an unknown group now
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running config", error=str(exc))
+                continue
+            node.config = replace(node.config, **{k: getattr(fresh, k) for k in RELOADABLE})
+            log.info("config reloaded", trusted_peers=len(node.config.trusted_peers))
 
 
 def socket_path_for(data_dir: Path) -> Path:

@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging(config.log_level)
     try:
-        trio.run(run_daemon, config)
+        trio.run(run_daemon, config, lambda: load_config(args.config, dict(os.environ), flags))
     except ConfigError as exc:
         print(f"duckpeerd: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -42,6 +42,11 @@ class Config:
     max_gossip_per_second: float = 200.0
     memory_limit: str | None = None
     control_write_group: str | None = None  # if set, only its members may write
+    trusted_peers: tuple[str, ...] = ()  # peer ids; empty = open cluster
+
+    def trusts(self, peer_id: str) -> bool:
+        """True when ``peer_id`` may gossip, sync and author changesets with us."""
+        return not self.trusted_peers or peer_id in self.trusted_peers
 
     @property
     def socket_path(self) -> Path:
@@ -64,7 +69,7 @@ class Config:
 
 
 _TYPES = {f.name: f.type for f in fields(Config)}
-_ENV_LISTS = {"listen", "bootstrap"}
+_ENV_LISTS = {"listen", "bootstrap", "trusted_peers"}
 
 
 def load_config(path: Path | None, env: dict[str, str], flags: dict[str, Any]) -> Config:

@@ -82,7 +82,12 @@ class Node:
 
     async def apply_blocks(self, blocks: list[bytes], peer: str) -> ApplyResult:
         """Apply changesets received from ``peer``."""
-        result = await self.write(lambda store: store.apply_blocks(blocks))
+        config, me = self.config, self.peer_id
+
+        def trusts(origin: str) -> bool:
+            return origin == me or config.trusts(origin)
+
+        result = await self.write(lambda store: store.apply_blocks(blocks, trusts))
         self.metrics.inc("changesets_applied", result.applied)
         self.metrics.inc("changesets_duplicate", result.duplicates)
         for cid, reason in result.rejected:

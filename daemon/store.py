@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -212,16 +212,26 @@ class Store:
 
     # -- remote changesets -------------------------------------------------------------
 
-    def apply_blocks(self, blocks: Sequence[bytes]) -> ApplyResult:
-        """Validate and apply changeset blocks received from a peer, in order."""
+    def apply_blocks(
+        self, blocks: Sequence[bytes], trusts: Callable[[str], bool] = lambda _: True
+    ) -> ApplyResult:
+        """Validate and apply changeset blocks received from a peer, in order.
+
+        Blocks whose origin ``trusts`` refuses are rejected, whoever relayed them.
+        """
         result = ApplyResult()
         items: list[Decoded] = []
         for block in blocks:
             cid = cs_codec.cid_of(block)
             try:
-                items.append(Decoded(cs_codec.decode(block), cid, block))
+                cs = cs_codec.decode(block)
             except RemoteProtocolError as exc:
                 result.rejected.append((cid, str(exc)))
+                continue
+            if trusts(cs.origin):
+                items.append(Decoded(cs, cid, block))
+            else:
+                result.rejected.append((cid, f"origin {cs.origin} is not a trusted peer"))
         batch = self._apply_batch(items)
         batch.rejected[:0] = result.rejected
         return batch

@@ -51,6 +51,11 @@ class SyncFailed(Exception):
 
 async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
     """Serve one sync request from a peer. Never raises: failures are logged and counted."""
+    if not node.config.trusts(stream.peer_id):
+        node.metrics.inc("sync_untrusted")
+        log.warning("sync request from untrusted peer refused", peer=stream.peer_id)
+        await stream.reset()
+        return
     framed = FramedStream(stream, codec.DEFAULT_MAX_MESSAGE, node.config.sync_read_timeout)
     try:
         await _serve(node, framed, stream.peer_id)
@@ -107,6 +112,9 @@ async def _send_blocks(framed: FramedStream, blocks: list[bytes]) -> None:
 async def pull(node: Node, peer: str) -> PullResult:
     """Pull what ``peer`` has and we lack. Raises SyncFailed."""
     assert node.network is not None
+    if not node.config.trusts(peer):
+        node.metrics.inc("sync_untrusted")
+        raise SyncFailed(f"{peer} is not a trusted peer")
     try:
         stream = await node.network.open_stream(peer, PROTOCOL)
     except NetworkError as exc:
@@ -227,6 +235,6 @@ async def _anti_entropy(node: Node) -> None:
     """Every interval, pull from one random connected peer in case gossip was lost."""
     while True:
         await trio.sleep(node.config.anti_entropy_interval)
-        peers = node.connected_peers()
+        peers = [p for p in node.connected_peers() if node.config.trusts(p)]
         if peers:
             node.request_sync(random.choice(peers))

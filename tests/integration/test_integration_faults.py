@@ -7,6 +7,7 @@ adapter; the daemon under test is a real duckpeerd process.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -213,3 +214,33 @@ def test_caller_with_a_foreign_uid_is_refused(daemon_peer: LocalPeer) -> None:
                           timeout=60)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "forbidden", proc.stderr
     assert daemon_peer.status()["metrics"]["control_refused"] >= 1
+
+
+async def test_untrusted_peer_data_never_lands_until_trusted_by_sighup(
+    evil: Network, tmp_path: Path
+) -> None:
+    from protocol import changeset
+    from protocol.changeset import Changeset, TableChanges
+
+    config = tmp_path / "duckpeer.toml"
+    config.write_text('trusted_peers = ["12D3KooWSomeoneElseEntirely"]\n')
+    rows = TableChanges("models", ["model_id", "model_name"], bytes(1), [None], [3], [["m"], ["m"]])
+    block = changeset.encode(Changeset(evil.peer_id, 1, 1 << 40, None, [rows]))
+    evil.set_stream_handler(sync.PROTOCOL, _serve_blocks([block]))
+    with LocalCluster(1, env={"DUCKPEER_CONFIG": str(config)}) as cluster:
+        peer = cluster.peers[0]
+        await acall(peer, "connect", addr=evil.listen_addrs()[0])
+        await evil.publish(messages.encode(Announce(evil.peer_id, "bafy", {evil.peer_id: 1})))
+        result = await acall(peer, "sync", peer=evil.peer_id)
+        assert "not a trusted peer" in result["peers"][0]["error"]
+        status = await acall(peer, "status")
+        assert status["rows"]["models"] == 0 and status["metrics"]["sync_untrusted"] >= 1
+
+        config.write_text(f'trusted_peers = ["{evil.peer_id}"]\n')
+        assert peer.proc is not None
+        peer.proc.send_signal(signal.SIGHUP)
+        with trio.fail_after(30):
+            while (await acall(peer, "sync", peer=evil.peer_id))["pulled"] != 1:
+                await trio.sleep(0.1)
+        assert (await acall(peer, "status"))["rows"]["models"] == 1
+        assert peer.running  # reloaded, not restarted
