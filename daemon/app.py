@@ -22,6 +22,7 @@ from daemon.network import open_network
 from daemon.node import Node
 from daemon.peercred import make_authorizer
 from daemon.sdnotify import Notifier
+from daemon.signing import signer
 from daemon.store import Store
 
 log = structlog.get_logger("duckpeerd")
@@ -51,7 +52,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
     store = await trio.to_thread.run_sync(
         lambda: Store(config.db_path, memory_limit=config.memory_limit)
     )
-    node = Node(config, store, peer_id)
+    node = Node(config, store, peer_id, signer(key_pair))
     if config.trusted_peers:
         log.info("trusted peers only", count=len(config.trusted_peers))
     else:

@@ -12,8 +12,9 @@ import trio
 
 from daemon.config import Config
 from daemon.metrics import Metrics
+from daemon.signing import Signer, signature_problem
 from daemon.store import ApplyResult, Decoded, Store
-from protocol.changeset import TableChanges
+from protocol.changeset import Changeset, TableChanges
 from protocol.messages import MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:
@@ -38,8 +39,11 @@ class PeerState:
 class Node:
     """Owns the store and serializes writes to it; everything else reads from here."""
 
-    def __init__(self, config: Config, store: Store, peer_id: str) -> None:
+    def __init__(
+        self, config: Config, store: Store, peer_id: str, sign: Signer | None = None
+    ) -> None:
         self.config = config
+        self.sign = sign
         self.store = store
         self.peer_id = peer_id
         self.metrics = Metrics()
@@ -71,7 +75,7 @@ class Node:
         """Build row changes and commit them as our next changeset, atomically."""
 
         def run(store: Store) -> Decoded:
-            return store.commit_local(self.peer_id, build(store))
+            return store.commit_local(self.peer_id, build(store), self.sign)
 
         item = await self.write(run)
         self._remember_for_push(item.block)
@@ -84,10 +88,12 @@ class Node:
         """Apply changesets received from ``peer``."""
         config, me = self.config, self.peer_id
 
-        def trusts(origin: str) -> bool:
-            return origin == me or config.trusts(origin)
+        def admit(cs: Changeset, block: bytes) -> str | None:
+            if cs.origin != me and not config.trusts(cs.origin):
+                return f"origin {cs.origin} is not a trusted peer"
+            return signature_problem(cs, block)
 
-        result = await self.write(lambda store: store.apply_blocks(blocks, trusts))
+        result = await self.write(lambda store: store.apply_blocks(blocks, admit))
         self.metrics.inc("changesets_applied", result.applied)
         self.metrics.inc("changesets_duplicate", result.duplicates)
         for cid, reason in result.rejected:

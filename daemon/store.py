@@ -11,6 +11,7 @@ DuckDB transaction: a crash leaves the state before or after it, never half.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
 SCHEMA_VERSION = 1
+Admit = Callable[[Changeset, bytes], "str | None"]
 POINT_LOOKUP_LIMIT = 256
 
 
@@ -161,14 +163,23 @@ class Store:
 
     # -- local writes ----------------------------------------------------------------
 
-    def commit_local(self, origin: str, tables: Sequence[TableChanges]) -> Decoded:
-        """Turn row changes into our next changeset, apply it and log it."""
+    def commit_local(
+        self,
+        origin: str,
+        tables: Sequence[TableChanges],
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> Decoded:
+        """Turn row changes into our next changeset (signed with ``sign``), apply and log it."""
         seq, prev = self.heads.get(origin, (0, None))
         own = self._writer.execute("SELECT hlc FROM store.heads WHERE origin = ?", [origin])
         last = max(self.hlc, (own.fetchone() or (0,))[0])  # our chain's clock never goes back
         stamp = hlc_clock.tick(last, int(time.time() * 1000))
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
+        if sign is not None:
+            signature = sign(block)
+            block = cs_codec.sign_block(block, signature)
+            cs = dataclasses.replace(cs, signature=signature)
         item = Decoded(cs, cs_codec.cid_of(block), block)
         result = self._apply_batch([item])
         if result.rejected:
@@ -212,12 +223,11 @@ class Store:
 
     # -- remote changesets -------------------------------------------------------------
 
-    def apply_blocks(
-        self, blocks: Sequence[bytes], trusts: Callable[[str], bool] = lambda _: True
-    ) -> ApplyResult:
+    def apply_blocks(self, blocks: Sequence[bytes], admit: Admit | None = None) -> ApplyResult:
         """Validate and apply changeset blocks received from a peer, in order.
 
-        Blocks whose origin ``trusts`` refuses are rejected, whoever relayed them.
+        ``admit(changeset, block)`` may refuse a block (returning why) before it touches
+        the database: the daemon checks trust and signatures there.
         """
         result = ApplyResult()
         items: list[Decoded] = []
@@ -228,10 +238,11 @@ class Store:
             except RemoteProtocolError as exc:
                 result.rejected.append((cid, str(exc)))
                 continue
-            if trusts(cs.origin):
+            problem = admit(cs, block) if admit is not None else None
+            if problem is None:
                 items.append(Decoded(cs, cid, block))
             else:
-                result.rejected.append((cid, f"origin {cs.origin} is not a trusted peer"))
+                result.rejected.append((cid, problem))
         batch = self._apply_batch(items)
         batch.rejected[:0] = result.rejected
         return batch

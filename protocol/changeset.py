@@ -76,6 +76,8 @@ class Changeset:
     hlc: int
     prev: str | None
     tables: Sequence[TableChanges]
+    signature: bytes | None = None
+    """The origin's Ed25519 signature of the unsigned block (see :func:`sign_block`)."""
 
     @property
     def version(self) -> Version:
@@ -88,7 +90,7 @@ class Changeset:
 
 
 def encode(cs: Changeset) -> bytes:
-    """Canonical block bytes of a changeset."""
+    """Canonical block bytes of a changeset (signed if it carries a signature)."""
     if cs.seq < 1 or (cs.seq == 1) != (cs.prev is None):
         raise LocalProtocolError("seq 1 has no prev; every later seq has one")
     tables = [
@@ -102,7 +104,8 @@ def encode(cs: Changeset) -> bytes:
         ]
         for t in cs.tables
     ]
-    return codec.pack([FORMAT_VERSION, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
+    unsigned = codec.pack([FORMAT_VERSION, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
+    return unsigned if cs.signature is None else sign_block(unsigned, cs.signature)
 
 
 def _encode_bases(bases: Sequence[Version | None]) -> list[Any] | None:
@@ -118,11 +121,47 @@ def _encode_changed(changed: Sequence[int], width: int) -> list[int] | None:
     return None if all(c == full for c in changed) else list(changed)
 
 
+SIGNATURE_BYTES = 64
+_UNSIGNED_HEADER = b"\x96"  # msgpack fixarray of 6: the unsigned block
+_SIGNED_HEADER = b"\x97"  # fixarray of 7: the same elements, then the signature
+
+
+def sign_block(unsigned: bytes, signature: bytes) -> bytes:
+    """The signed form of an unsigned block: its 6 elements plus the signature as a 7th.
+
+    Signing the unsigned bytes and appending keeps one encoding pass for a block of
+    any size; :func:`signed_payload` recovers exactly the bytes that were signed.
+    """
+    if unsigned[:1] != _UNSIGNED_HEADER or len(signature) != SIGNATURE_BYTES:
+        raise LocalProtocolError("sign_block wants an unsigned block and a 64-byte signature")
+    return _SIGNED_HEADER + unsigned[1:] + codec.pack(signature)
+
+
+def signed_payload(block: bytes) -> tuple[bytes, bytes] | None:
+    """(the bytes the origin signed, the signature), or None for an unsigned block."""
+    tail = len(codec.pack(bytes(SIGNATURE_BYTES)))
+    if block[:1] != _SIGNED_HEADER or len(block) <= tail:
+        return None
+    signature = block[-SIGNATURE_BYTES:]
+    if block[-tail:] != codec.pack(signature):
+        return None
+    return _UNSIGNED_HEADER + block[1:-tail], signature
+
+
 def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
-    """Decode and structurally validate a block; raises RemoteProtocolError."""
-    raw = expect_list(codec.unpack(block, max_size), "changeset", 6)
-    if len(raw) != 6 or raw[0] != FORMAT_VERSION:
+    """Decode and structurally validate a block; raises RemoteProtocolError.
+
+    The signature, when present, is only checked for shape here; verifying it needs
+    the origin's public key and is the daemon's job.
+    """
+    raw = expect_list(codec.unpack(block, max_size), "changeset", 7)
+    if len(raw) not in (6, 7) or raw[0] != FORMAT_VERSION:
         raise RemoteProtocolError("changeset: unknown format or wrong arity")
+    signature = None
+    if len(raw) == 7:
+        signature = expect(raw[6], bytes, "changeset.signature")
+        if len(signature) != SIGNATURE_BYTES:
+            raise RemoteProtocolError("changeset.signature: expected 64 bytes")
     origin = expect_str(raw[1], "changeset.origin", 128)
     seq = expect_int(raw[2], "changeset.seq", 1)
     hlc = expect_int(raw[3], "changeset.hlc")
@@ -134,7 +173,7 @@ def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
     tables = [_decode_table(t) for t in expect_list(raw[5], "changeset.tables", len(TABLES))]
     if len({t.table for t in tables}) != len(tables):
         raise RemoteProtocolError("changeset: a table appears twice")
-    return Changeset(origin, seq, hlc, prev, tables)
+    return Changeset(origin, seq, hlc, prev, tables, signature)
 
 
 def _decode_table(raw: object) -> TableChanges:

@@ -455,6 +455,10 @@ def test_a_different_block_at_our_head_seq_is_a_fork(store: Store) -> None:
 
 def test_blocks_of_untrusted_origins_are_refused_whoever_relays_them(store: Store) -> None:
     blocks = chain("mallory", [(10, [models((U, "m", "evil"))])])
-    result = store.apply_blocks(blocks, trusts=lambda origin: origin != "mallory")
+
+    def admit(cs: Changeset, block: bytes) -> str | None:
+        return "not a trusted peer" if cs.origin == "mallory" else None
+
+    result = store.apply_blocks(blocks, admit)
     assert result.applied == 0 and "not a trusted peer" in result.rejected[0][1]
     assert model_rows(store) == [] and store.vector() == {}

@@ -36,9 +36,19 @@ async def wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no
             await trio.sleep(0.05)
 
 
+EVIL_KEY = create_new_key_pair()
+
+
+def signed(unsigned: bytes, key: object = EVIL_KEY) -> bytes:
+    """Sign a hand-built block as the hostile peer (or with another key)."""
+    from protocol.changeset import sign_block
+
+    return sign_block(unsigned, key.private_key.sign(unsigned))  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 async def evil() -> AsyncIterator[Network]:
-    async with open_network(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"], TOPIC) as network:
+    async with open_network(EVIL_KEY, ["/ip4/127.0.0.1/tcp/0"], TOPIC) as network:
         yield network
 
 
@@ -124,7 +134,7 @@ async def test_bad_changesets_are_rejected_not_applied(
             [3],
             [["01890000-0000-7000-8000-000000000001"], [throughput]],
         )
-        return changeset.encode(Changeset(evil.peer_id, seq, hlc, prev, [rows]))
+        return signed(changeset.encode(Changeset(evil.peer_id, seq, hlc, prev, [rows])))
 
     good = block(1, None, 1 << 40, 1.0)
     forged = block(3, changeset.cid_of(good), 2 << 40, 2.0)  # seq gap
@@ -225,7 +235,7 @@ async def test_untrusted_peer_data_never_lands_until_trusted_by_sighup(
     config = tmp_path / "duckpeer.toml"
     config.write_text('trusted_peers = ["12D3KooWSomeoneElseEntirely"]\n')
     rows = TableChanges("models", ["model_id", "model_name"], bytes(1), [None], [3], [["m"], ["m"]])
-    block = changeset.encode(Changeset(evil.peer_id, 1, 1 << 40, None, [rows]))
+    block = signed(changeset.encode(Changeset(evil.peer_id, 1, 1 << 40, None, [rows])))
     evil.set_stream_handler(sync.PROTOCOL, _serve_blocks([block]))
     with LocalCluster(1, env={"DUCKPEER_CONFIG": str(config)}) as cluster:
         peer = cluster.peers[0]
@@ -244,3 +254,26 @@ async def test_untrusted_peer_data_never_lands_until_trusted_by_sighup(
                 await trio.sleep(0.1)
         assert (await acall(peer, "status"))["rows"]["models"] == 1
         assert peer.running  # reloaded, not restarted
+
+
+async def test_tampered_or_foreign_signed_changesets_are_refused(
+    evil: Network, daemon_peer: LocalPeer
+) -> None:
+    from protocol import changeset
+    from protocol.changeset import Changeset, TableChanges
+
+    rows = TableChanges("models", ["model_id", "model_name"], bytes(1), [None], [3], [["m"], ["m"]])
+    unsigned = changeset.encode(Changeset(evil.peer_id, 1, 1 << 40, None, [rows]))
+    good = signed(unsigned)
+    tampered = good.replace(b"\xa1m", b"\xa1x", 1)  # same length, other model name
+    foreign = signed(unsigned, create_new_key_pair())  # signed, but not by the origin
+    served = [unsigned, tampered, foreign]
+    evil.set_stream_handler(sync.PROTOCOL, _serve_blocks(served))
+    await acall(daemon_peer, "connect", addr=evil.listen_addrs()[0])
+    await acall(daemon_peer, "sync", peer=evil.peer_id)
+    status = await acall(daemon_peer, "status")
+    assert status["metrics"]["changesets_rejected"] >= 3
+    assert status["rows"]["models"] == 0
+    served[:] = [good]  # the genuine block goes through the same path
+    assert (await acall(daemon_peer, "sync", peer=evil.peer_id))["pulled"] == 1
+    assert (await acall(daemon_peer, "status"))["rows"]["models"] == 1
