@@ -14,7 +14,7 @@ from libp2p.peer.id import ID
 
 from daemon import gossip, sync
 from daemon.bootstrap import serve_bootstrap, serve_discovery
-from daemon.config import Config, ConfigError
+from daemon.config import Config, ConfigError, read_psk
 from daemon.control import serve_control
 from daemon.handlers import make_handlers
 from daemon.identity import load_or_create_identity
@@ -46,6 +46,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
     write group, timers and query limits) without dropping connections.
     """
     make_authorizer(config.control_write_group)  # an unknown group is a config error now
+    read_psk(config.psk_file)  # and so is an unreadable or malformed network key
     config.data_dir.mkdir(parents=True, exist_ok=True)
     key_pair = load_or_create_identity(config.data_dir)
     peer_id = str(ID.from_pubkey(key_pair.public_key))
@@ -76,6 +77,7 @@ async def _serve(node: Node, key_pair: object) -> None:
         config.listen,
         config.topic,
         mdns=config.mdns,
+        psk=read_psk(config.psk_file),
         max_gossip_per_second=config.max_gossip_per_second,
     ) as network:
         node.network = network

@@ -43,6 +43,7 @@ class Config:
     memory_limit: str | None = None
     control_write_group: str | None = None  # if set, only its members may write
     trusted_peers: tuple[str, ...] = ()  # peer ids; empty = open cluster
+    psk_file: Path | None = None  # private network key (py-libp2p peers only)
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -152,3 +153,22 @@ def _boolean(value: Any) -> bool:
     if text in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def read_psk(path: Path | None) -> str | None:
+    """The 32-byte private-network key as 64 hex digits, from a go-libp2p style
+    ``swarm.key`` (``/key/swarm/psk/1.0.0/``, ``/base16/``, hex) or a bare hex line."""
+    if path is None:
+        return None
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read psk_file {path}: {exc}") from exc
+    if lines[:1] == ["/key/swarm/psk/1.0.0/"]:
+        if lines[1:2] != ["/base16/"]:
+            raise ConfigError(f"psk_file {path}: only /base16/ keys are supported")
+        lines = lines[2:]
+    key = lines[0].lower() if len(lines) == 1 else ""
+    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        raise ConfigError(f"psk_file {path}: expected 64 hex digits (a 32-byte key)")
+    return key

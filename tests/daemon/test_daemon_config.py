@@ -230,3 +230,21 @@ def test_boolean_spellings(tmp_path: Path) -> None:
     assert "mdns" in one_line_error(None, {"DUCKPEER_MDNS": "ture"}, {})
     assert load_config(write(tmp_path, "mdns = true\n"), {}, {}).mdns is True
     assert load_config(write(tmp_path, "query_max_rows = 2.0\n"), {}, {}).query_max_rows == 2
+
+
+def test_psk_file_formats(tmp_path: Path) -> None:
+    from daemon.config import read_psk
+
+    key = "ab" * 32
+    swarm = tmp_path / "swarm.key"
+    swarm.write_text(f"/key/swarm/psk/1.0.0/\n/base16/\n{key.upper()}\n")
+    bare = tmp_path / "bare.key"
+    bare.write_text(key + "\n")
+    assert read_psk(swarm) == read_psk(bare) == key
+    assert read_psk(None) is None
+    for bad in ("short\n", "/key/swarm/psk/1.0.0/\n/base64/\nAAAA\n", "zz" * 32):
+        bare.write_text(bad)
+        with pytest.raises(ConfigError):
+            read_psk(bare)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_psk(tmp_path / "missing.key")

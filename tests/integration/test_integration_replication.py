@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from daemon.demo import sample_results
 from daemon.localcluster import LocalCluster, LocalPeer, wait_until
+from peerctl.client import RequestFailed
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +132,18 @@ def test_small_writes_are_pushed_with_the_announce(cluster3: LocalCluster) -> No
         record(a, f"pushed-{i}")
         wait_until(lambda i=i: b.status()["rows"]["performance_results"] == i + 1, 30, "b")
     assert b.status()["metrics"].get("changesets_pushed_in", 0) >= 1
+
+
+def test_private_network_key_keeps_outsiders_out(tmp_path: Path) -> None:
+    key = tmp_path / "swarm.key"
+    key.write_text("/key/swarm/psk/1.0.0/\n/base16/\n" + "5a" * 32 + "\n")
+    with LocalCluster(2, env={"DUCKPEER_PSK_FILE": str(key)}) as cluster:
+        a = cluster.peers[0]
+        record(a, "inside")
+        cluster.wait_converged(timeout=30)
+        outsider = LocalPeer("outsider", cluster.base_dir / "out")
+        cluster.peers.append(outsider)
+        outsider.start([])
+        with pytest.raises(RequestFailed):
+            outsider.call("connect", addr=a.listen_addr)
+        assert outsider.status()["rows"]["performance_results"] == 0
