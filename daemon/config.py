@@ -44,6 +44,8 @@ class Config:
     control_write_group: str | None = None  # if set, only its members may write
     trusted_peers: tuple[str, ...] = ()  # peer ids; empty = open cluster
     psk_file: Path | None = None  # private network key (py-libp2p peers only)
+    sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
+    gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""

@@ -60,6 +60,9 @@ async def serve_listener(
     task_status.started()
     async with trio.open_nursery() as nursery:
         async for msg in node.network.messages():
+            if not node.gossip_limiter.allow(msg.sender):
+                node.metrics.inc("gossip_rate_limited")
+                continue
             if not node.config.trusts(msg.sender):
                 node.metrics.inc("gossip_untrusted")
                 log.debug("gossip from untrusted peer ignored", peer=msg.sender)

@@ -12,6 +12,7 @@ import trio
 
 from daemon.config import Config
 from daemon.metrics import Metrics
+from daemon.ratelimit import RateLimiter
 from daemon.signing import Signer, signature_problem
 from daemon.store import ApplyResult, Decoded, Store
 from protocol.changeset import Changeset, TableChanges
@@ -53,6 +54,8 @@ class Node:
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)
         self._changed = trio.Event()
+        self.sync_limiter = RateLimiter(config.sync_requests_per_second, 20)
+        self.gossip_limiter = RateLimiter(config.gossip_per_peer_per_second, 100)
         self._pushable: list[bytes] = []
         self._push_overflow = False
         self.sync_wanted: set[str] = set()

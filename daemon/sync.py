@@ -57,6 +57,12 @@ async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
         await stream.reset()
         return
     framed = FramedStream(stream, codec.DEFAULT_MAX_MESSAGE, node.config.sync_read_timeout)
+    if not node.sync_limiter.allow(stream.peer_id):
+        node.metrics.inc("sync_rate_limited")
+        log.warning("sync request over the rate limit refused", peer=stream.peer_id)
+        await framed.send(messages.encode(SyncError("rate limited")))
+        await framed.aclose()
+        return
     try:
         await _serve(node, framed, stream.peer_id)
     except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:

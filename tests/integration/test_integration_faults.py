@@ -19,11 +19,12 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from daemon import sync
+from daemon.framed import FramedStream
 from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.network import Libp2pByteStream, Network, open_network
 from protocol import messages
 from protocol.framing import HEADER, encode_frame
-from protocol.messages import Announce, SyncBlock, SyncEnd
+from protocol.messages import Announce, SyncBlock, SyncEnd, SyncError, SyncRequest
 
 pytestmark = pytest.mark.slow
 TOPIC = "/duckpeer/default/v1"
@@ -277,3 +278,21 @@ async def test_tampered_or_foreign_signed_changesets_are_refused(
     served[:] = [good]  # the genuine block goes through the same path
     assert (await acall(daemon_peer, "sync", peer=evil.peer_id))["pulled"] == 1
     assert (await acall(daemon_peer, "status"))["rows"]["models"] == 1
+
+
+async def test_sync_request_flood_is_limited_and_others_still_served(
+    evil: Network, daemon_peer: LocalPeer
+) -> None:
+    await evil.connect(daemon_peer.listen_addr)
+    peer_id = (await acall(daemon_peer, "status"))["peer_id"]
+    refused = 0
+    for _ in range(40):  # far above 5/s with bursts of 20
+        stream = await evil.open_stream(peer_id, sync.PROTOCOL)
+        framed = FramedStream(stream, 1 << 20, 10.0)
+        await framed.send(messages.encode(SyncRequest({})))
+        reply = messages.decode(await framed.receive() or b"")
+        refused += isinstance(reply, SyncError)
+        await framed.aclose()
+    assert refused >= 10
+    status = await acall(daemon_peer, "status")
+    assert status["metrics"]["sync_rate_limited"] == refused
