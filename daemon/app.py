@@ -98,6 +98,7 @@ async def _serve(node: Node, key_pair: object) -> None:
                         caller
                     ),
                     on_refused=lambda: node.metrics.inc("control_refused"),
+                    max_frame=config.max_control_bytes,
                 )
             )
             log.info(

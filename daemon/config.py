@@ -44,6 +44,9 @@ class Config:
     control_write_group: str | None = None  # if set, only its members may write
     trusted_peers: tuple[str, ...] = ()  # peer ids; empty = open cluster
     psk_file: Path | None = None  # private network key (py-libp2p peers only)
+    max_block_bytes: int = 32 << 20  # largest changeset accepted on sync (protocol max)
+    max_gossip_bytes: int = 1 << 20  # largest gossip message accepted (protocol max)
+    max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
 

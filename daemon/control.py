@@ -82,6 +82,7 @@ async def serve_control(
     *,
     authorize: Authorizer | None = None,
     on_refused: Callable[[], None] = lambda: None,
+    max_frame: int = control.MAX_CONTROL_FRAME,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve control requests on ``path`` until cancelled; remove the socket file after.
@@ -90,7 +91,7 @@ async def serve_control(
     who can open the socket file may do anything).
     """
     sock = await bind_control_socket(path)
-    policy = Policy(handlers, on_malformed, authorize, on_refused)
+    policy = Policy(handlers, on_malformed, authorize, on_refused, max_frame)
     try:
         listener = trio.SocketListener(sock)
         task_status.started()
@@ -109,6 +110,7 @@ class Policy:
     on_malformed: Callable[[], None]
     authorize: Authorizer | None
     on_refused: Callable[[], None]
+    max_frame: int = control.MAX_CONTROL_FRAME
 
     def access(self, stream: trio.SocketStream) -> tuple[Access, str]:
         if self.authorize is None:
@@ -121,7 +123,7 @@ class Policy:
 
     async def serve(self, stream: trio.SocketStream) -> None:
         access, who = self.access(stream)
-        framed = FramedStream(TrioByteStream(stream), control.MAX_CONTROL_FRAME, IDLE_TIMEOUT)
+        framed = FramedStream(TrioByteStream(stream), self.max_frame, IDLE_TIMEOUT)
         try:
             if access is Access.NONE:
                 self.on_refused()
@@ -140,7 +142,7 @@ class Policy:
     async def _requests(self, framed: FramedStream, access: Access, who: str) -> None:
         while (frame := await framed.receive()) is not None:
             try:
-                request = control.decode_request(frame)
+                request = control.decode_request(frame, self.max_frame)
             except ProtocolError as exc:
                 self.on_malformed()
                 log.warning("malformed control request", caller=who, error=str(exc))

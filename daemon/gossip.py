@@ -68,7 +68,7 @@ async def serve_listener(
                 log.debug("gossip from untrusted peer ignored", peer=msg.sender)
                 continue
             try:
-                announce = messages.decode(msg.data)
+                announce = messages.decode(msg.data, node.config.max_gossip_bytes)
             except RemoteProtocolError as exc:
                 node.metrics.inc("gossip_malformed")
                 log.warning("malformed gossip", peer=msg.sender, error=str(exc))

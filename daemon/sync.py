@@ -125,7 +125,7 @@ async def pull(node: Node, peer: str) -> PullResult:
         stream = await node.network.open_stream(peer, PROTOCOL)
     except NetworkError as exc:
         raise SyncFailed(str(exc)) from exc
-    framed = FramedStream(stream, MAX_FRAME, node.config.sync_read_timeout)
+    framed = FramedStream(stream, _max_frame(node), node.config.sync_read_timeout)
     result = PullResult(peer)
     try:
         await framed.send(messages.encode(SyncRequest(node.store.vector())))
@@ -140,6 +140,12 @@ async def pull(node: Node, peer: str) -> PullResult:
         node.metrics.inc("sync_changesets_in", result.received)
         node.metrics.inc("sync_bytes_in", framed.bytes_in)
     return result
+
+
+def _max_frame(node: Node) -> int:
+    """The configured block limit plus room for the frame's own fields, never above
+    the protocol's maximum."""
+    return min(node.config.max_block_bytes, codec.MAX_BLOCK) + 1024
 
 
 def _describe(exc: Exception, timeout: float) -> str:
@@ -172,7 +178,7 @@ async def _read_blocks(
         frame = await framed.receive()
         if frame is None:
             raise RemoteProtocolError("stream ended before sync end")
-        msg = messages.decode(frame, MAX_FRAME)
+        msg = messages.decode(frame, framed.max_frame)
         if isinstance(msg, SyncBlock):
             batch.append(msg.block)
             size += len(msg.block)

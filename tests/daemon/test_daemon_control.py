@@ -289,3 +289,18 @@ def test_client_without_daemon_is_unavailable(sock_dir: Path) -> None:
         call(sock_dir / "nobody.sock", "status")
     assert info.value.exit_code == 3
     assert "\n" not in str(info.value)
+
+
+async def test_configured_frame_limit_refuses_bigger_requests(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    server = Server(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(serve_control, path, HANDLERS, server.on_malformed, max_frame=1024)
+        )
+        assert await acall(path, "echo", small="x") == {"echo": {"small": "x"}}
+        with pytest.raises(DaemonUnavailable):
+            await acall(path, "echo", big="x" * 4096)
+        assert server.malformed == 1
+        assert await acall(path, "echo", n=1) == {"echo": {"n": 1}}
+        nursery.cancel_scope.cancel()
