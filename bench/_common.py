@@ -15,8 +15,9 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,28 @@ def deferred_checkpoints(enabled: bool) -> Iterator[None]:
         yield
     finally:
         setattr(duckdb, "connect", original)  # noqa: B010
+
+
+def bench_main(
+    parse_args: Callable[[], Any],
+    run: Callable[[Any, Path], dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    prefix: str,
+) -> int:
+    """The shared shape of every benchmark: parse, run in a temp dir, print, write JSON.
+
+    ``args.keep`` (when a script has it) names a directory to keep instead.
+    """
+    args = parse_args()
+    load = load_note()
+    keep = getattr(args, "keep", None)
+    if keep:
+        res = run(args, Path(keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            res = run(args, Path(tmp))
+    report(res)
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    params.pop("name", None)
+    write_result(args.name, params | load, res)
+    return 0

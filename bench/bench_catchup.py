@@ -20,13 +20,12 @@ Goal (issue): catch-up >= 70 MB/s of database.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import db_files_bytes, load_note, print_table, sample_columns, write_result
+from _common import bench_main, db_files_bytes, print_table, sample_columns
 
 from daemon.localcluster import ClusterError, LocalPeer
 
@@ -231,16 +230,5 @@ def report(res: dict[str, Any]) -> None:
         )
 
 
-def main() -> int:
-    args = parse_args()
-    load = load_note()
-    with tempfile.TemporaryDirectory(prefix="dpcu-") as tmp:
-        res = run(args, Path(tmp))
-    report(res)
-    params = {k: v for k, v in vars(args).items() if k != "name"} | load
-    write_result(args.name, params, res)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(parse_args, run, report, "dpcu-"))

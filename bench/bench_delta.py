@@ -38,13 +38,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import deferred_checkpoints, load_note, print_table, sample_columns, write_result
+from _common import (
+    bench_main,
+    deferred_checkpoints,
+    print_table,
+    sample_columns,
+)
 
 from daemon.store import Store
 from daemon.writes import result_changes
@@ -293,20 +297,5 @@ def report(res: dict[str, Any]) -> None:
     )
 
 
-def main() -> int:
-    args = parse_args()
-    load = load_note()
-    if args.keep:
-        res = run(args, args.keep)
-    else:
-        with tempfile.TemporaryDirectory(prefix="dpdelta-") as tmp:
-            res = run(args, Path(tmp))
-    report(res)
-    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    params.pop("name")
-    write_result(args.name, params | load, res)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(parse_args, run, report, "dpdelta-"))

@@ -25,18 +25,16 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _common import (
-    load_note,
+    bench_main,
     peerctl_command,
     print_table,
     summary_ms,
-    write_result,
     write_results_csv,
 )
 
@@ -215,16 +213,5 @@ def report(res: dict[str, Any]) -> None:
     print(f"goal <= {GOAL_STATUS_MS:.0f} ms: p50 {st['peerctl_status_e2e']['p50_ms']:.0f} ms")
 
 
-def main() -> int:
-    args = parse_args()
-    load = load_note()
-    with tempfile.TemporaryDirectory(prefix="dping-") as tmp:
-        res = run(args, Path(tmp))
-    report(res)
-    params = {k: v for k, v in vars(args).items() if k != "name"} | load
-    write_result(args.name, params, res)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(parse_args, run, report, "dping-"))

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import load_note, print_table, summary_ms, write_result
+from _common import bench_main, print_table, summary_ms
 
 from daemon.localcluster import LocalCluster, wait_until
 from peerctl.client import Client
@@ -89,7 +90,7 @@ def wait_mesh(cluster: LocalCluster, timeout: float = 30.0) -> None:
     cluster.wait_converged(timeout)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, _workdir: Path) -> dict[str, Any]:
     with LocalCluster(args.peers) as cluster:
         wait_mesh(cluster)
         names = [p.name for p in cluster.peers[1:]]
@@ -147,15 +148,5 @@ def report(res: dict[str, Any]) -> None:
     )
 
 
-def main() -> int:
-    args = parse_args()
-    load = load_note()
-    res = run(args)
-    report(res)
-    params = {k: v for k, v in vars(args).items() if k != "name"} | load
-    write_result(args.name, params, res)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(parse_args, run, report, "dplat-"))
