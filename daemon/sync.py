@@ -11,9 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import duckdb
 import structlog
 import trio
 
+from daemon.blocklog import BlockLogError
 from daemon.framed import FramedStream, StreamClosedError
 from daemon.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
@@ -57,17 +59,20 @@ async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
         await stream.reset()
         return
     framed = FramedStream(stream, codec.DEFAULT_MAX_MESSAGE, node.config.sync_read_timeout)
-    if not node.sync_limiter.allow(stream.peer_id):
-        node.metrics.inc("sync_rate_limited")
-        log.warning("sync request over the rate limit refused", peer=stream.peer_id)
-        await framed.send(messages.encode(SyncError("rate limited")))
-        await framed.aclose()
-        return
     try:
-        await _serve(node, framed, stream.peer_id)
+        if node.sync_limiter.allow(stream.peer_id):
+            await _serve(node, framed, stream.peer_id)
+        else:
+            node.metrics.inc("sync_rate_limited")
+            log.warning("sync request over the rate limit refused", peer=stream.peer_id)
+            await framed.send(messages.encode(SyncError("rate limited")))
     except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
         node.metrics.inc("sync_serve_errors")
         log.warning("sync serve failed", peer=stream.peer_id, error=f"{type(exc).__name__}: {exc}")
+        await stream.reset()
+    except (BlockLogError, duckdb.Error) as exc:  # our own storage failed: say so, keep running
+        node.metrics.inc("sync_serve_errors")
+        log.error("sync serve failed: local store error", peer=stream.peer_id, error=str(exc))
         await stream.reset()
     finally:
         await framed.aclose()

@@ -6,6 +6,7 @@ adapter; the daemon under test is a real duckpeerd process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from daemon import sync
-from daemon.framed import FramedStream
+from daemon.framed import FramedStream, StreamClosedError
 from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.network import Libp2pByteStream, Network, open_network
 from protocol import messages
@@ -296,3 +297,24 @@ async def test_sync_request_flood_is_limited_and_others_still_served(
     assert refused >= 10
     status = await acall(daemon_peer, "status")
     assert status["metrics"]["sync_rate_limited"] == refused
+
+
+async def test_lost_block_log_segment_fails_that_sync_only(
+    evil: Network, daemon_peer: LocalPeer
+) -> None:
+    await acall(daemon_peer, "record", record={"model_name": "m", "hardware_type": "h",
+                                               "throughput": 1.0, "latency": 1.0})  # fmt: skip
+    for segment in (daemon_peer.data_dir / "duckpeer.blocks").glob("*.log"):
+        segment.unlink()  # an operator's mistake, or a failing disk
+    await evil.connect(daemon_peer.listen_addr)
+    peer_id = (await acall(daemon_peer, "status"))["peer_id"]
+    framed = FramedStream(await evil.open_stream(peer_id, sync.PROTOCOL), 1 << 26, 10.0)
+    await framed.send(messages.encode(SyncRequest({})))
+    received = []
+    with contextlib.suppress(StreamClosedError):  # py-libp2p shows a reset as EOF or error
+        while (frame := await framed.receive()) is not None:
+            received.append(messages.decode(frame, 1 << 26))
+    assert received == []  # no block and no SyncEnd: a puller counts this sync as failed
+    status = await acall(daemon_peer, "status")
+    assert status["metrics"]["sync_serve_errors"] >= 1
+    assert status["rows"]["performance_results"] == 1  # the rows themselves are intact
