@@ -6,7 +6,6 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import structlog
 import trio
@@ -150,8 +149,3 @@ async def _reload_on_sighup(node: Node, reload: Callable[[], Config]) -> None:
                 continue
             node.config = replace(node.config, **{k: getattr(fresh, k) for k in RELOADABLE})
             log.info("config reloaded", trusted_peers=len(node.config.trusted_peers))
-
-
-def socket_path_for(data_dir: Path) -> Path:
-    """Default control socket inside a data dir (used by the demo and tests)."""
-    return data_dir / "control.sock"

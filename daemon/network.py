@@ -118,14 +118,6 @@ class Network:
         """Peer ids with an open connection."""
         return [str(p) for p in self._host.get_connected_peers()]  # type: ignore[attr-defined]
 
-    def peer_addrs(self, peer_id: str) -> list[str]:
-        """Addresses the peerstore knows for a peer."""
-        try:
-            addrs = self._host.get_peerstore().addrs(ID.from_base58(peer_id))  # type: ignore[attr-defined]
-        except (ValueError, KeyError, Exception):  # peerstore raises its own PeerStoreError
-            return []
-        return [str(a) for a in addrs]
-
     async def connect(self, maddr: str) -> str:
         """Dial a multiaddr that ends in /p2p/<peer id>; return the peer id."""
         try:
