@@ -72,7 +72,7 @@ async def _answers(path: Path) -> bool:
     return True
 
 
-WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect"})
+WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect", "import_rows"})
 
 
 async def serve_control(

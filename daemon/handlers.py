@@ -17,8 +17,15 @@ from daemon.network import NetworkError
 from daemon.node import Node
 from daemon.sandbox import QueryRejected, check_query
 from daemon.store import Store, StoreError
-from daemon.writes import WriteError, delete_change, result_changes, update_change
+from daemon.writes import (
+    WriteError,
+    delete_change,
+    import_change,
+    result_changes,
+    update_change,
+)
 from protocol import vv
+from protocol.schema import TABLES
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:
@@ -33,6 +40,7 @@ def make_handlers(node: Node) -> dict[str, Handler]:
         "query": query,
         "update": update,
         "delete": delete,
+        "import_rows": import_rows,
     }
 
     def bind(fn: Any) -> Handler:
@@ -189,6 +197,25 @@ async def _commit(node: Node, build: Any) -> Any:
     except (StoreError, duckdb.Error) as exc:
         node.metrics.inc("writes_rejected")
         raise ControlError("bad_request", f"write refused: {exc}") from exc
+
+
+async def import_rows(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Store rows of one table with their own keys (``peerctl import-db``), skipping keys
+    that already exist, so importing the same data twice adds nothing."""
+    table = _param(params, "table", str)
+    columns = _param(params, "columns", dict)
+    key = TABLES[table].key if table in TABLES else None
+    keys = columns.get(key) if key else None
+    try:
+        existing = await node.read(lambda s: s.current_versions(table, keys or []) if key else {})
+        change, skipped = import_change(table, columns, existing)
+    except (WriteError, duckdb.Error) as exc:
+        node.metrics.inc("writes_rejected")
+        raise ControlError("bad_request", str(exc)) from exc
+    if change is None:
+        return {"table": table, "new": 0, "existing": skipped}
+    await _commit(node, lambda _store: [change])
+    return {"table": table, "new": len(change), "existing": skipped}
 
 
 async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:

@@ -270,3 +270,35 @@ def coerce(kind: ColType, value: Any, name: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise WriteError(f"{name}: cannot convert {value!r} to {kind.value}") from exc
     return str(value)
+
+
+def import_change(
+    table: str, columns: Mapping[str, Any], existing: Mapping[str, Any]
+) -> tuple[TableChanges | None, int]:
+    """Rows of an import whose keys are not in ``existing`` (nor repeated), as one insert.
+
+    Returns the change (None when nothing is new) and how many rows were skipped.
+    """
+    schema = _table(table)
+    if not isinstance(columns, Mapping) or schema.key not in columns:
+        raise WriteError(f"{table}: columns must be a map that includes {schema.key!r}")
+    unknown = set(columns) - set(schema.column_names)
+    if unknown:
+        raise WriteError(f"{table}: unknown columns {sorted(unknown)}")
+    lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
+    if len(lengths) != 1 or -1 in lengths or not 0 < min(lengths) <= MAX_ROWS_PER_WRITE:
+        raise WriteError(f"{table}: columns must be lists of 1..{MAX_ROWS_PER_WRITE} equal length")
+    keys = columns[schema.key]
+    if None in keys:
+        raise WriteError(f"{table}: every row needs a {schema.key}")
+    rows: list[int] = []
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        text = str(key)
+        if text not in existing and text not in seen:
+            seen.add(text)
+            rows.append(i)
+    if not rows:
+        return None, len(keys)
+    picked = {name: [values[i] for i in rows] for name, values in columns.items()}
+    return _insert_changes(table, picked), len(keys) - len(rows)

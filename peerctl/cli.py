@@ -56,6 +56,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
     p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=50_000)
+    p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
+    p.add_argument("file")
+    p.add_argument("--chunk-size", type=int, default=50_000)
     p = sub.add_parser("query", parents=[common], help="read-only SQL over the tables")
     p.add_argument("sql")
     p.add_argument("--max-rows", type=int)
@@ -200,6 +203,33 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if bad else EXIT_OK
 
 
+def cmd_import_db(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from peerctl.importdb import LegacyDbError, read_legacy
+
+    if args.chunk_size < 1:
+        raise UsageError("--chunk-size must be positive")
+    summary: dict[str, dict[str, int]] = {}
+    progress = Progress(None, f"import {Path(args.file).name}")
+    try:
+        for table, columns in read_legacy(Path(args.file), args.chunk_size):
+            done = client.call("import_rows", table=table, columns=columns)
+            counts = summary.setdefault(table, {"new": 0, "existing": 0})
+            counts["new"] += done["new"]
+            counts["existing"] += done["existing"]
+            progress.advance(done["new"] + done["existing"])
+    except LegacyDbError as exc:
+        raise UsageError(str(exc)) from exc
+    progress.finish()
+    if args.json:
+        print_json(summary)
+    else:
+        print_table(["table", "new", "already present"],
+                    [[t, c["new"], c["existing"]] for t, c in summary.items()])  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_query(client: Client, args: argparse.Namespace) -> int:
     result = client.query(args.sql, args.max_rows)
     if args.json:
@@ -245,6 +275,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "sync": cmd_sync,
     "record": cmd_record,
     "ingest": cmd_ingest,
+    "import-db": cmd_import_db,
     "query": cmd_query,
     "update": cmd_update,
     "delete": cmd_delete,
