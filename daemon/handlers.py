@@ -25,7 +25,6 @@ from daemon.writes import (
     update_change,
 )
 from protocol import vv
-from protocol.schema import TABLES
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:
@@ -204,11 +203,8 @@ async def import_rows(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     that already exist, so importing the same data twice adds nothing."""
     table = _param(params, "table", str)
     columns = _param(params, "columns", dict)
-    key = TABLES[table].key if table in TABLES else None
-    keys = columns.get(key) if key else None
     try:
-        existing = await node.read(lambda s: s.current_versions(table, keys or []) if key else {})
-        change, skipped = import_change(table, columns, existing)
+        change, skipped = await node.read(lambda s: import_change(s, table, columns))
     except (WriteError, duckdb.Error) as exc:
         node.metrics.inc("writes_rejected")
         raise ControlError("bad_request", str(exc)) from exc

@@ -26,7 +26,8 @@ from protocol.messages import SyncBlock, SyncEnd, SyncError, SyncRequest
 log = structlog.get_logger("sync")
 
 PROTOCOL = "/duckpeer/sync/1"
-MAX_FRAME = codec.MAX_BLOCK + 1024
+FRAME_OVERHEAD = 1024  # a SyncBlock's own fields around the block
+MAX_FRAME = codec.MAX_BLOCK + FRAME_OVERHEAD
 APPLY_BATCH_BYTES = 16 << 20
 APPLY_BATCH_BLOCKS = 512
 WRITE_CHUNK = 1 << 20
@@ -150,7 +151,7 @@ async def pull(node: Node, peer: str) -> PullResult:
 def _max_frame(node: Node) -> int:
     """The configured block limit plus room for the frame's own fields, never above
     the protocol's maximum."""
-    return min(node.config.max_block_bytes, codec.MAX_BLOCK) + 1024
+    return min(node.config.max_block_bytes + FRAME_OVERHEAD, MAX_FRAME)
 
 
 def _describe(exc: Exception, timeout: float) -> str:

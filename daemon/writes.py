@@ -38,11 +38,6 @@ class WriteError(ValueError):
     """A write request is invalid; the message says which field of which row."""
 
 
-def hardware_key(hardware_type: str, device_name: str | None) -> str:
-    """Natural key of a hardware platform: ``type`` or ``type:device``."""
-    return f"{hardware_type}:{device_name}" if device_name else hardware_type
-
-
 def now_us() -> int:
     """Current time in microseconds since the epoch (the wire form of timestamps)."""
     return time.time_ns() // 1000
@@ -104,7 +99,7 @@ def result_changes(
         if devices.count(None) == n
         else [f"{t}:{d}" if d else t for t, d in zip(types, devices, strict=True)]
     )  # fmt: skip  (hardware_key, written out: this runs for every ingested row)
-    ids = new_uuids(store, n)
+    ids = store.uuid7(n)  # time-ordered, globally unique without coordination
     stamp = now_us()
     results = _insert_changes(
         RESULTS.name,
@@ -129,11 +124,6 @@ def result_changes(
         results,
     ]
     return changes, ids
-
-
-def new_uuids(store: Store, n: int) -> list[str]:
-    """``n`` fresh UUIDv7 strings (time-ordered, globally unique without coordination)."""
-    return store.uuid7(n)
 
 
 def _insert_changes(table: str, columns: Mapping[str, list[Any]]) -> TableChanges:
@@ -273,9 +263,9 @@ def coerce(kind: ColType, value: Any, name: str) -> Any:
 
 
 def import_change(
-    table: str, columns: Mapping[str, Any], existing: Mapping[str, Any]
+    store: Store, table: str, columns: Mapping[str, Any]
 ) -> tuple[TableChanges | None, int]:
-    """Rows of an import whose keys are not in ``existing`` (nor repeated), as one insert.
+    """Rows of an import whose keys are not in the store (nor repeated), as one insert.
 
     Returns the change (None when nothing is new) and how many rows were skipped.
     """
@@ -291,6 +281,7 @@ def import_change(
     keys = columns[schema.key]
     if None in keys:
         raise WriteError(f"{table}: every row needs a {schema.key}")
+    existing = store.current_versions(table, keys)
     rows: list[int] = []
     seen: set[str] = set()
     for i, key in enumerate(keys):

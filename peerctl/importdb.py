@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from protocol.schema import hardware_key
+
 NAMESPACE = uuid.UUID("6f9f4a52-6a8e-4c7b-9d0e-2b1d2f6c7a31")  # duckpeer legacy imports
 TABLE_ORDER = ("hardware_platforms", "models", "test_runs", "performance_results",
                "hardware_compatibility")  # fmt: skip
@@ -82,11 +84,7 @@ def _hardware(con: Any, ids: _IdMaps) -> Iterator[dict[str, Any]]:
            f"compute_units, CAST(metadata AS VARCHAR) AS metadata, {_TS.format('created_at')} "
            f"FROM hardware_platforms ORDER BY hardware_id")  # fmt: skip
     for row in _select(con, sql):
-        key = (
-            f"{row['hardware_type']}:{row['device_name']}"
-            if row["device_name"]
-            else row["hardware_type"]
-        )
+        key = hardware_key(row["hardware_type"], row["device_name"])
         ids.hardware[row.pop("legacy_id")] = key
         yield {"hardware_id": key, **row}
 

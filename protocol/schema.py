@@ -136,6 +136,12 @@ COMPATIBILITY = Table(
     ),
 )
 
+
+def hardware_key(hardware_type: str, device_name: str | None) -> str:
+    """Natural key of a hardware platform: ``type`` or ``type:device``."""
+    return f"{hardware_type}:{device_name}" if device_name else hardware_type
+
+
 TABLES: dict[str, Table] = {
     t.name: t for t in (HARDWARE, MODELS, TEST_RUNS, RESULTS, COMPATIBILITY)
 }

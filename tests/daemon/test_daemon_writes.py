@@ -14,9 +14,8 @@ from daemon.writes import (
     check_records,
     coerce,
     guess_family,
-    hardware_key,
 )
-from protocol.schema import ColType
+from protocol.schema import ColType, hardware_key
 
 UUID = "01890a5d-ac96-774b-bcce-b302099a8057"
 
