@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
 
@@ -69,6 +70,16 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
         log.info("stopped", peer=peer_id)
 
 
+# Services of feature modules: each module has ``serve(node, *, task_status)``, started
+# like the core services above (``await nursery.start``) before the control socket opens.
+FEATURE_SERVICES: tuple[str, ...] = ()
+
+
+def feature_services() -> list[Callable[..., Awaitable[None]]]:
+    """The ``serve`` coroutine functions of FEATURE_SERVICES, imported."""
+    return [importlib.import_module(name).serve for name in FEATURE_SERVICES]
+
+
 async def _serve(node: Node, key_pair: object) -> None:
     config = node.config
     async with open_network(
@@ -87,6 +98,8 @@ async def _serve(node: Node, key_pair: object) -> None:
             await nursery.start(serve_bootstrap, node)
             if config.mdns:
                 await nursery.start(serve_discovery, node)
+            for service in feature_services():
+                await nursery.start(service, node)
             await nursery.start(
                 partial(
                     serve_control,

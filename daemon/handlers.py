@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import importlib
 import time
 import uuid
 from typing import Any
@@ -26,6 +27,10 @@ from daemon.writes import (
 )
 from protocol import vv
 
+# Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
+# ``fn(node, params)`` is a coroutine returning msgpack-able data.
+FEATURE_MODULES: tuple[str, ...] = ()
+
 
 def make_handlers(node: Node) -> dict[str, Handler]:
     """The method table served on the control socket."""
@@ -41,6 +46,8 @@ def make_handlers(node: Node) -> dict[str, Handler]:
         "delete": delete,
         "import_rows": import_rows,
     }
+    for module in FEATURE_MODULES:
+        methods.update(importlib.import_module(module).METHODS)
 
     def bind(fn: Any) -> Handler:
         async def call(params: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ socket; 4 ingest finished but skipped bad rows.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,11 @@ from peerctl.client import Client, ClientError
 from peerctl.output import Progress, print_fields, print_json, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+# Command groups in their own modules; each has ``register(sub, common)`` adding
+# subparsers with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
+FEATURE_MODULES: tuple[str, ...] = ()
 
 
 class UsageError(Exception):
@@ -37,13 +43,18 @@ def build_parser() -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    sub.add_parser("status", parents=[common], help="identity, CID, peers, row counts")
-    sub.add_parser("peers", parents=[common], help="known peers and how far apart we are")
+    p = sub.add_parser("status", parents=[common], help="identity, CID, peers, row counts")
+    p.set_defaults(run=cmd_status)
+    p = sub.add_parser("peers", parents=[common], help="known peers and how far apart we are")
+    p.set_defaults(run=cmd_peers)
     p = sub.add_parser("connect", parents=[common], help="dial a peer by multiaddr")
+    p.set_defaults(run=cmd_connect)
     p.add_argument("addr")
     p = sub.add_parser("sync", parents=[common], help="pull from all peers now")
+    p.set_defaults(run=cmd_sync)
     p.add_argument("--peer", help="only this peer id")
     p = sub.add_parser("record", parents=[common], help="store one benchmark result")
+    p.set_defaults(run=cmd_record)
     p.add_argument("--model", required=True)
     p.add_argument("--hardware", required=True)
     p.add_argument("--throughput", type=float, required=True)
@@ -54,21 +65,28 @@ def build_parser() -> Parser:
     p.add_argument("--test-case")
     p.add_argument("--device-name")
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
+    p.set_defaults(run=cmd_ingest)
     p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=50_000)
     p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
+    p.set_defaults(run=cmd_import_db)
     p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=50_000)
     p = sub.add_parser("query", parents=[common], help="read-only SQL over the tables")
+    p.set_defaults(run=cmd_query)
     p.add_argument("sql")
     p.add_argument("--max-rows", type=int)
     p = sub.add_parser("update", parents=[common], help="change columns of one row")
+    p.set_defaults(run=cmd_update)
     p.add_argument("table")
     p.add_argument("key")
     p.add_argument("--set", action="append", required=True, metavar="COL=VALUE")
     p = sub.add_parser("delete", parents=[common], help="delete one row")
+    p.set_defaults(run=cmd_delete)
     p.add_argument("table")
     p.add_argument("key")
+    for module in FEATURE_MODULES:
+        importlib.import_module(module).register(sub, common)
     return parser
 
 
@@ -77,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with Client(args.socket) as client:
-            return COMMANDS[args.command](client, args)
+            run: Callable[[Client, argparse.Namespace], int] = args.run
+            return run(client, args)
     except UsageError as exc:
         print(f"peerctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -267,19 +286,6 @@ def _parse_value(text: str) -> Any:
     except json.JSONDecodeError:
         return text
 
-
-COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "status": cmd_status,
-    "peers": cmd_peers,
-    "connect": cmd_connect,
-    "sync": cmd_sync,
-    "record": cmd_record,
-    "ingest": cmd_ingest,
-    "import-db": cmd_import_db,
-    "query": cmd_query,
-    "update": cmd_update,
-    "delete": cmd_delete,
-}
 
 if __name__ == "__main__":
     sys.exit(main())
