@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -20,22 +20,18 @@ import pyarrow as pa
 
 from daemon import rowsql
 from daemon.blocklog import BlockLog
+from daemon.conflicts import track
+from daemon.merge import apply_merge
+from daemon.rowchanges import row_changes
+from daemon.rowsql import ARROW_TYPES
 from protocol.changeset import Changeset, Op, TableChanges
+from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
 if TYPE_CHECKING:
     from daemon.store import Decoded
 
-ARROW_TYPES = {
-    ColType.TEXT: pa.string(),
-    ColType.JSON: pa.string(),
-    ColType.UUID: pa.string(),
-    ColType.INT: pa.int64(),
-    ColType.FLOAT: pa.float64(),
-    ColType.BOOL: pa.bool_(),
-    ColType.TIMESTAMP: pa.timestamp("us"),
-}
 _INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
 LOG_SCHEMA = pa.schema(
     [
@@ -62,6 +58,10 @@ class BatchContext:
     tombstone_tables: set[str]  # tables that may hold tombstones (extended by this batch)
     known_origins: set[str]  # origins with a row in store.heads
     optimistic: bool = True  # plain INSERT for rows whose writer saw no earlier version
+    strategies: Mapping[str, Strategy] = field(default_factory=dict)  # default latest
+    arrived_before: Mapping[str, int] = field(default_factory=dict)  # origin -> head hlc
+    with_entries: set[str] = field(default_factory=set)  # tables with conflict bookkeeping
+    conflicts_found: int = 0  # keys this batch made concurrent
 
 
 def apply_batch(
@@ -88,8 +88,26 @@ def apply_batch(
         # keys are unique within one changeset (decode checks), so only several can repeat
         staged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         plain = ctx.optimistic and name not in with_bases and name not in with_deletes
-        _apply_table(cur, name, staged, len(parts) > 1, name in with_deletes, plain, ctx)
+        strategy = ctx.strategies.get(name, Strategy.LATEST)
+        repeats = len(parts) > 1 and _repeats(staged)
+        if strategy is Strategy.MERGE or not plain or repeats or name in ctx.with_entries:
+            # Rows someone may have changed concurrently: look at them one by one.
+            changes = row_changes(items, name)
+            ctx.conflicts_found += track(
+                cur, name, changes, strategy, ctx.arrived_before, ctx.with_entries
+            )
+            if strategy is Strategy.MERGE:
+                if apply_merge(cur, name, changes):
+                    ctx.tombstone_tables.add(name)
+                continue
+        _apply_table(cur, name, staged, repeats, name in with_deletes, plain, ctx)
     _log(cur, items, ctx)
+
+
+def _repeats(staged: pa.Table) -> bool:
+    """Whether a key appears more than once among the staged changes."""
+    key = staged.column(0)
+    return len(key.unique()) != len(key)
 
 
 def stage_table(cs: Changeset, table: TableChanges) -> pa.Table:
@@ -126,14 +144,13 @@ def _apply_table(
     cur: duckdb.DuckDBPyConnection,
     name: str,
     staged: pa.Table,
-    may_repeat: bool,
+    repeats: bool,
     has_deletes: bool,
     plain: bool,
     ctx: BatchContext,
 ) -> None:
     tombstone_tables = ctx.tombstone_tables
-    key = staged.column(0)
-    if may_repeat and len(key.unique()) != len(key):  # a key changed twice in this batch
+    if repeats:  # a key changed twice in this batch: keep its largest version
         cur.register("raw", staged)
         staged = cur.sql(rowsql.dedupe_sql(name)).to_arrow_table()
         cur.unregister("raw")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from functools import cache
 
+import pyarrow as pa
+
 from protocol.schema import TABLES, ColType
 
 SQL_TYPES = {
@@ -24,6 +26,16 @@ SQL_TYPES = {
     ColType.JSON: "JSON",
     ColType.TIMESTAMP: "TIMESTAMP",
     ColType.UUID: "UUID",
+}
+
+ARROW_TYPES = {
+    ColType.TEXT: pa.string(),
+    ColType.JSON: pa.string(),
+    ColType.UUID: pa.string(),
+    ColType.INT: pa.int64(),
+    ColType.FLOAT: pa.float64(),
+    ColType.BOOL: pa.bool_(),
+    ColType.TIMESTAMP: pa.timestamp("us"),
 }
 
 
@@ -117,3 +129,12 @@ def delete_rows_sql(table: str) -> str:
         f"DELETE FROM store.{table} r USING stage s WHERE s._op = 1 "
         f"AND r.{key} = {_key(table, 's')} AND {_older('r', 's')}"
     )
+
+
+def wire_select(name: str, kind: ColType) -> str:
+    """SQL selecting a column as its wire type (UUID/JSON as text, timestamps as µs)."""
+    if kind is ColType.UUID or kind is ColType.JSON:
+        return f"CAST({name} AS VARCHAR)"
+    if kind is ColType.TIMESTAMP:
+        return f"epoch_us({name})"
+    return name

@@ -29,6 +29,21 @@ MAX_ROWS_PER_TABLE = 1 << 20
 Version = tuple[int, str]
 """A row version: (hlc, origin). Larger compares later; origin breaks ties."""
 
+Base = Version | tuple[Version, ...] | None
+"""What a row change was based on: None (the writer had no such row), the one version
+it saw, or several versions (a conflict resolution supersedes every conflicting one)."""
+
+MAX_BASES = 64
+
+
+def base_versions(base: Base) -> tuple[Version, ...]:
+    """The versions a base names, as a tuple (empty for None)."""
+    if base is None:
+        return ()
+    if isinstance(base[0], int):
+        return (base,)
+    return base
+
 
 class Op(IntEnum):
     """Kind of row change."""
@@ -49,7 +64,7 @@ class TableChanges:
     table: str
     columns: Sequence[str]
     ops: bytes
-    bases: Sequence[Version | None]
+    bases: Sequence[Base]
     changed: Sequence[int]
     data: Sequence[Sequence[Any]]
 
@@ -108,11 +123,25 @@ def encode(cs: Changeset) -> bytes:
     return unsigned if cs.signature is None else sign_block(unsigned, cs.signature)
 
 
-def _encode_bases(bases: Sequence[Version | None]) -> list[Any] | None:
-    """None stands for "no row had a base" (every row new: the bulk-insert case)."""
+def _encode_bases(bases: Sequence[Base]) -> list[Any] | None:
+    """None stands for "no row had a base" (every row new: the bulk-insert case).
+
+    A row's base is None, ``[hlc, origin]``, or ``[[hlc, origin], ...]`` (several).
+    """
     if all(b is None for b in bases):
         return None
-    return [None if b is None else [b[0], b[1]] for b in bases]
+    return [_encode_base(b) for b in bases]
+
+
+def _encode_base(base: Base) -> Any:
+    versions = base_versions(base)
+    if len(versions) > MAX_BASES:
+        raise LocalProtocolError(f"a row change names at most {MAX_BASES} bases")
+    if not versions:
+        return None
+    if len(versions) == 1:
+        return [versions[0][0], versions[0][1]]
+    return [[h, o] for h, o in sorted(set(versions))]
 
 
 def _encode_changed(changed: Sequence[int], width: int) -> list[int] | None:
@@ -209,7 +238,7 @@ def _hashable(values: list[Any]) -> bool:
     return set(map(type, values)) <= {str, int}
 
 
-def _decode_bases(raw: object, table: str, n: int) -> list[Version | None]:
+def _decode_bases(raw: object, table: str, n: int) -> list[Base]:
     if raw is None:
         return [None] * n
     bases = [_decode_base(b, table) for b in expect_list(raw, f"{table}.bases")]
@@ -230,9 +259,19 @@ def _decode_changed(raw: object, table: str, n: int, width: int) -> list[int]:
     return changed
 
 
-def _decode_base(raw: object, table: str) -> Version | None:
+def _decode_base(raw: object, table: str) -> Base:
     if raw is None:
         return None
+    items = expect_list(raw, f"{table}.base", MAX_BASES)
+    if items and isinstance(items[0], list):
+        versions = tuple(_decode_version(v, table) for v in items)
+        if len(versions) < 2 or list(versions) != sorted(set(versions)):
+            raise RemoteProtocolError(f"{table}.base: several bases must be sorted and unique")
+        return versions
+    return _decode_version(items, table)
+
+
+def _decode_version(raw: object, table: str) -> Version:
     pair = expect_list(raw, f"{table}.base", 2)
     if len(pair) != 2:
         raise RemoteProtocolError(f"{table}.base: wrong arity")

@@ -1,0 +1,203 @@
+"""Conflict bookkeeping inside the apply transaction (rules in protocol/conflicts.py).
+
+For every key a batch touches, the key's heads and pending bases are advanced by the
+batch's changes. A key with one head and nothing pending stores nothing (its head is
+the row's own version, or its tombstone's); a key with several heads stores every head
+with its whole row in ``store.conflict_heads`` when its table is under ``manual``.
+Under ``latest`` and ``merge`` concurrency is only counted: their rows resolve it.
+
+This runs *before* the rows of the batch are applied, because a head that stays open
+may be the row version the batch is about to replace, and its values are read here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from daemon import rowsql
+from daemon.rowchanges import RowChange, canonical_row
+from protocol.changeset import Op, Version
+from protocol.conflicts import Arrival, Strategy, advance_heads
+from protocol.schema import TABLES
+
+Heads = frozenset[Version]
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What the store knows about one key before the batch."""
+
+    heads: Heads
+    pending: Heads
+    stored: bool  # heads and/or pending are in the side tables
+
+
+def track(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    changes: Sequence[RowChange],
+    strategy: Strategy,
+    arrived_before: Mapping[str, int],
+    with_entries: set[str],
+) -> int:
+    """Advance the heads of every key in ``changes``; return how many keys newly conflict.
+
+    ``with_entries`` names the tables that may hold stored heads or pending bases; it is
+    extended when this batch stores some.
+    """
+    by_key: dict[str, list[RowChange]] = defaultdict(list)
+    for change in changes:
+        by_key[change.key].append(change)
+    keys = sorted(by_key)
+    _register_keys(cur, keys)
+    try:
+        before = _load(cur, table, table in with_entries)
+        found = 0
+        heads_out: dict[str, Heads] = {}
+        pending_out: dict[str, Heads] = {}
+        for key in keys:
+            state = before.get(key, KeyState(frozenset(), frozenset(), False))
+            arrivals = [Arrival(c.version, c.bases) for c in by_key[key]]
+            heads, pending = advance_heads(state.heads, state.pending, arrivals, arrived_before)
+            if len(heads) > 1 and heads != state.heads:
+                found += 1
+            if strategy is Strategy.MANUAL or state.stored:
+                heads_out[key], pending_out[key] = heads, pending
+        if heads_out:
+            _store(cur, table, heads_out, pending_out, by_key, before)
+            if any(len(h) > 1 for h in heads_out.values()) or any(pending_out.values()):
+                with_entries.add(table)
+        return found
+    finally:
+        cur.unregister("batch_keys")
+
+
+def _register_keys(cur: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
+    cur.register("batch_keys", pa.table({"pk": pa.array(keys, pa.string())}))
+
+
+def _load(cur: duckdb.DuckDBPyConnection, table: str, with_entries: bool) -> dict[str, KeyState]:
+    """Heads and pending bases of the batch's keys (registered as ``batch_keys``)."""
+    key, kind = TABLES[table].key, rowsql.key_sql_type(table)
+    current: dict[str, set[Version]] = defaultdict(set)
+    rows = cur.execute(
+        f"SELECT CAST(t.{key} AS VARCHAR), t._hlc, t._origin FROM store.{table} t "
+        f"WHERE t.{key} IN (SELECT CAST(pk AS {kind}) FROM batch_keys)"
+    ).fetchall()
+    rows += cur.execute(
+        "SELECT pk, _hlc, _origin FROM store.tombstones "
+        "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
+        [table],
+    ).fetchall()
+    for pk, hlc, origin in rows:
+        current[pk].add((hlc, origin))
+    stored_heads: dict[str, set[Version]] = defaultdict(set)
+    pending: dict[str, set[Version]] = defaultdict(set)
+    if with_entries:
+        for source, into in (("conflict_heads", stored_heads), ("pending_bases", pending)):
+            found = cur.execute(
+                f"SELECT pk, _hlc, _origin FROM store.{source} "
+                "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
+                [table],
+            ).fetchall()
+            for pk, hlc, origin in found:
+                into[pk].add((hlc, origin))
+    states = {}
+    for pk in set(current) | set(stored_heads) | set(pending):
+        # With one head, the row (or its tombstone) is that head.
+        if stored_heads.get(pk):
+            heads = stored_heads[pk]
+        elif current.get(pk):
+            heads = {max(current[pk])}
+        else:
+            heads = set()
+        states[pk] = KeyState(
+            frozenset(heads),
+            frozenset(pending.get(pk, ())),
+            pk in stored_heads or pk in pending,
+        )
+    return states
+
+
+def _store(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    heads: Mapping[str, Heads],
+    pending: Mapping[str, Heads],
+    by_key: Mapping[str, list[RowChange]],
+    before: Mapping[str, KeyState],
+) -> None:
+    """Replace the side-table entries of ``heads``' keys with their new state."""
+    open_keys = [k for k, h in heads.items() if len(h) > 1]
+    values = _head_values(cur, table, open_keys, heads, by_key, before)
+    cur.register("tracked", pa.table({"pk": pa.array(list(heads), pa.string())}))
+    try:
+        for name in ("conflict_heads", "pending_bases"):
+            cur.execute(
+                f"DELETE FROM store.{name} WHERE tbl = ? AND pk IN (SELECT pk FROM tracked)",
+                [table],
+            )
+    finally:
+        cur.unregister("tracked")
+    head_rows = [
+        (table, k, hlc, origin, *values[k][(hlc, origin)])
+        for k in open_keys
+        for hlc, origin in sorted(heads[k])
+    ]
+    if head_rows:
+        cur.executemany("INSERT INTO store.conflict_heads VALUES (?, ?, ?, ?, ?, ?)", head_rows)
+    pending_rows = [(table, k, h, o) for k, p in pending.items() for h, o in sorted(p)]
+    if pending_rows:
+        cur.executemany("INSERT INTO store.pending_bases VALUES (?, ?, ?, ?)", pending_rows)
+
+
+def _head_values(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    keys: list[str],
+    heads: Mapping[str, Heads],
+    by_key: Mapping[str, list[RowChange]],
+    before: Mapping[str, KeyState],
+) -> dict[str, dict[Version, tuple[int, str | None]]]:
+    """(op, row JSON) of every head: from the batch, the stored heads, or the live row."""
+    out: dict[str, dict[Version, tuple[int, str | None]]] = {}
+    for key in keys:
+        known = {
+            c.version: (int(c.op), None if c.op == Op.DELETE else canonical_row(table, c.values))
+            for c in by_key[key]
+        }
+        out[key] = known
+    wanted = [k for k in keys if any(v not in out[k] for v in heads[k])]
+    if not wanted:
+        return out
+    stored = cur.execute(
+        "SELECT pk, _hlc, _origin, op, data FROM store.conflict_heads "
+        f"WHERE tbl = ? AND pk IN ({', '.join('?' for _ in wanted)})",
+        [table, *wanted],
+    ).fetchall()
+    for pk, hlc, origin, op, data in stored:
+        out[pk].setdefault((hlc, origin), (op, data))
+    for key in wanted:
+        missing = [v for v in heads[key] if v not in out[key]]
+        if missing:  # the key's live row or tombstone, before this batch
+            out[key][missing[0]] = _live_row(cur, table, key)
+    return out
+
+
+def _live_row(cur: duckdb.DuckDBPyConnection, table: str, key: str) -> tuple[int, str | None]:
+    schema = TABLES[table]
+    cols = ", ".join(rowsql.wire_select(name, kind) for name, kind in schema.columns)
+    rows = cur.execute(  # fetchall: an unfinished result would block the writer cursor
+        f"SELECT {cols} FROM store.{table} WHERE {schema.key} = "
+        f"CAST(? AS {rowsql.key_sql_type(table)})",
+        [key],
+    ).fetchall()
+    if not rows:
+        return int(Op.DELETE), None
+    row = rows[0]
+    return int(Op.UPSERT), canonical_row(table, dict(zip(schema.column_names, row, strict=True)))
