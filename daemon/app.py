@@ -36,6 +36,7 @@ RELOADABLE = (
     "sync_read_timeout",
     "query_timeout",
     "query_max_rows",
+    "conflicts",
 )
 
 
@@ -53,6 +54,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
     store = await trio.to_thread.run_sync(
         lambda: Store(config.db_path, memory_limit=config.memory_limit)
     )
+    store.strategies = config.strategies()
     node = Node(config, store, peer_id, signer(key_pair))
     if config.trusted_peers:
         log.info("trusted peers only", count=len(config.trusted_peers))
@@ -161,4 +163,5 @@ async def _reload_on_sighup(node: Node, reload: Callable[[], Config]) -> None:
                 log.error("reload refused, keeping the running config", error=str(exc))
                 continue
             node.config = replace(node.config, **{k: getattr(fresh, k) for k in RELOADABLE})
+            node.store.strategies = node.config.strategies()  # future conflicts only
             log.info("config reloaded", trusted_peers=len(node.config.trusted_peers))

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from protocol.conflicts import Strategy, parse_strategy
+from protocol.schema import TABLES
+
 
 class ConfigError(ValueError):
     """The configuration file, an environment variable or a flag is invalid."""
@@ -49,6 +52,12 @@ class Config:
     max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
+    conflicts: tuple[tuple[str, str], ...] = ()  # (table, strategy); unlisted tables: latest
+
+    def strategies(self) -> dict[str, Strategy]:
+        """Conflict strategy per table (every table; ``latest`` unless configured)."""
+        chosen = {table: parse_strategy(name) for table, name in self.conflicts}
+        return {table: chosen.get(table, Strategy.LATEST) for table in TABLES}
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -96,7 +105,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"conflicts", "metrics"}
+    unknown = set(raw) - set(_TYPES) - {"metrics"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
     return {k: v for k, v in raw.items() if k in _TYPES}
@@ -123,6 +132,8 @@ def _build(values: dict[str, Any]) -> Config:
 def _convert(name: str, value: Any) -> Any:
     kind = str(_TYPES[name])
     try:
+        if name == "conflicts":
+            return _strategies(value)
         if name in _ENV_LISTS:
             items = [value] if isinstance(value, str) else list(value)
             if not all(isinstance(v, str) for v in items):
@@ -147,6 +158,27 @@ def _convert(name: str, value: Any) -> Any:
         return value
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config {name}: {exc}") from exc
+
+
+def _strategies(value: Any) -> tuple[tuple[str, str], ...]:
+    """``[conflicts]`` (a TOML table) or ``table=strategy,...`` (environment)."""
+    if isinstance(value, str):
+        pairs = [item.partition("=")[::2] for item in value.split(",") if item.strip()]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, tuple):
+        pairs = list(value)
+    else:
+        raise TypeError("expected a table of table = strategy")
+    out = []
+    for table, strategy in pairs:
+        table = str(table).strip()
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r} (one of {', '.join(TABLES)})")
+        if not isinstance(strategy, str):
+            raise TypeError(f"{table}: expected a strategy name")
+        out.append((table, parse_strategy(strategy.strip()).value))
+    return tuple(sorted(out))
 
 
 def _boolean(value: Any) -> bool:

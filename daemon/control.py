@@ -72,7 +72,9 @@ async def _answers(path: Path) -> bool:
     return True
 
 
-WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect", "import_rows"})
+WRITE_METHODS = frozenset(
+    {"record", "ingest", "update", "delete", "connect", "import_rows", "conflicts_resolve"}
+)
 
 
 async def serve_control(

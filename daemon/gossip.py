@@ -110,6 +110,9 @@ async def _apply_pushed(node: Node, announce: Announce) -> None:
         log.debug("applied pushed", peer=announce.peer_id, applied=result.applied)
 
 
+IDLE_REDIAL_S = 30.0
+
+
 def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
     state = node.peers.setdefault(announce.peer_id, PeerState(announce.peer_id))
     state.db_cid = announce.db_cid
@@ -117,13 +120,20 @@ def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
     state.addrs = announce.addrs
     state.load = announce.load
     state.last_seen = time.time()
-    if not vv.lacks(node.store.vector(), announce.vector):
-        return
+    lacking = vv.lacks(node.store.vector(), announce.vector)
     if announce.peer_id in node.connected_peers():
-        node.request_sync(announce.peer_id)
-    elif announce.peer_id not in node.dialing:
-        node.dialing.add(announce.peer_id)
-        nursery.start_soon(_dial_then_sync, node, announce)
+        if lacking:
+            node.request_sync(announce.peer_id)
+        return
+    # Dial peers we only hear of through others too, so the cluster stays connected when
+    # the peer relaying their gossip goes away; without news, at most every IDLE_REDIAL_S.
+    if announce.peer_id in node.dialing:
+        return
+    if not lacking and state.last_dial > state.last_seen - IDLE_REDIAL_S:
+        return
+    state.last_dial = state.last_seen
+    node.dialing.add(announce.peer_id)
+    nursery.start_soon(_dial_then_sync, node, announce)
 
 
 async def _dial_then_sync(node: Node, announce: Announce) -> None:

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import duckdb
+import trio
 
 from daemon import sync
 from daemon.control import ControlError, Handler
@@ -29,7 +30,7 @@ from protocol import vv
 
 # Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
 # ``fn(node, params)`` is a coroutine returning msgpack-able data.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("daemon.conflict_methods",)
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:
@@ -86,6 +87,8 @@ async def status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         "db_bytes": node.store.size_bytes(),
         "uptime_s": round(time.time() - node.started_at, 3),
         "metrics": node.metrics.snapshot(),
+        "conflict_strategies": {t: s.value for t, s in node.store.strategies.items()},
+        "conflicts_open": await node.read(lambda s: s.open_conflict_count()),
     }
 
 
@@ -143,13 +146,34 @@ async def sync_now(node: Node, params: dict[str, Any]) -> dict[str, Any]:
                 "applied": r.applied,
                 "bytes": r.bytes,
                 "rejected": r.rejected,
+                "conflicts": r.conflicts,
             }
         )
+    if wanted and "error" not in results[0]:
+        results[0]["pushed"] = await _push(node, wanted)
     return {
         "peers": results,
         "pulled": sum(r.get("applied", 0) for r in results),
+        "conflicts": sum(r.get("conflicts", 0) for r in results),
         "db_cid": node.store.db_cid(),
     }
+
+
+async def _push(node: Node, peer: str) -> int:
+    """Announce now and wait (a few seconds at most) for ``peer`` to pull what it lacks;
+    return how many of our changesets it took, as its gossiped vector shows."""
+    mine = node.store.vector()
+
+    def lacking() -> int:
+        state = node.peers.get(peer)
+        return vv.missing_count(mine, state.vector) if state else 0
+
+    before = lacking()
+    node.notify_changed()
+    with trio.move_on_after(min(5.0, node.config.sync_read_timeout)):
+        while lacking():
+            await trio.sleep(0.02)
+    return before - lacking()
 
 
 async def record(node: Node, params: dict[str, Any]) -> dict[str, Any]:

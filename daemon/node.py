@@ -35,6 +35,7 @@ class PeerState:
     addrs: tuple[str, ...] = ()
     load: float = 0.0
     last_seen: float = 0.0
+    last_dial: float = float("-inf")  # when we last dialed it on hearing its announce
 
 
 class Node:
@@ -99,6 +100,7 @@ class Node:
         result = await self.write(lambda store: store.apply_blocks(blocks, admit))
         self.metrics.inc("changesets_applied", result.applied)
         self.metrics.inc("changesets_duplicate", result.duplicates)
+        self.metrics.inc("conflicts_found", result.conflicts)
         for cid, reason in result.rejected:
             self.metrics.inc("changesets_rejected")
             log.warning("changeset rejected", peer=peer, cid=cid, reason=reason)

@@ -216,6 +216,15 @@ class Store:
             rows = cur.execute(select + join).fetchall()
         return {k: (h, o) for k, h, o in rows}
 
+    def open_conflict_count(self) -> int:
+        """Keys with open conflicts (several heads kept under ``manual``)."""
+        row = (
+            self.reader()
+            .execute("SELECT count(*) FROM (SELECT DISTINCT tbl, pk FROM store.conflict_heads)")
+            .fetchall()
+        )
+        return int(row[0][0])
+
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A cursor of its own for internal reads (not sandboxed: never for user SQL)."""
         return self._con.cursor()

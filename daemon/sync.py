@@ -43,6 +43,7 @@ class PullResult:
     rejected: int = 0
     bytes: int = 0
     db_cid: str = ""
+    conflicts: int = 0  # keys the pulled changesets made concurrent
 
 
 class SyncFailed(Exception):
@@ -211,6 +212,7 @@ async def _apply_batches(
             outcome = await node.apply_blocks(batch, result.peer)
             result.applied += outcome.applied
             result.rejected += len(outcome.rejected)
+            result.conflicts += outcome.conflicts
 
 
 # -- service -------------------------------------------------------------------------------

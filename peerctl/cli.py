@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
 # subparsers with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("peerctl.cmd_conflicts",)
 
 
 class UsageError(Exception):
@@ -152,9 +152,15 @@ def cmd_sync(client: Client, args: argparse.Namespace) -> int:
         print_json(result)
     else:
         for p in result["peers"]:
-            detail = p.get("error") or f"received {p['received']}, applied {p['applied']}"
+            detail = p.get("error") or (
+                f"received {p['received']}, applied {p['applied']}, "
+                f"conflicts {p['conflicts']}" + (f", pushed {p['pushed']}" if "pushed" in p else "")
+            )
             print(f"{p['peer']}: {detail}")
-        print(f"pulled {result['pulled']} changesets; db_cid {result['db_cid']}")
+        print(
+            f"pulled {result['pulled']} changesets, {result['conflicts']} conflicts found; "
+            f"db_cid {result['db_cid']}"
+        )
     failed = [p for p in result["peers"] if "error" in p]
     return EXIT_FAILED if failed and len(failed) == len(result["peers"]) else EXIT_OK
 

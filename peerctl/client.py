@@ -198,3 +198,20 @@ class Client:
     def delete(self, table: str, key: Any) -> dict[str, Any]:
         """Delete one row by primary key; replicates as a tombstone."""
         return self.call("delete", table=table, key=key)  # type: ignore[no-any-return]
+
+    def conflicts(self, table: str | None = None) -> list[dict[str, Any]]:
+        """Open conflicts (every concurrent version of each), optionally of one table."""
+        return self.call("conflicts_list", table=table)["conflicts"]  # type: ignore[no-any-return]
+
+    def conflict(self, ident: str) -> dict[str, Any]:
+        """One open conflict by id or ``TABLE/KEY``."""
+        return self.call("conflicts_show", id=ident)  # type: ignore[no-any-return]
+
+    def resolve_conflict(
+        self, ident: str, take: str | None = None, values: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Close a conflict by taking one version (origin, hlc or hlc:origin) or by setting
+        ``values`` on the visible version; the resolution replicates to every peer."""
+        return self.call(  # type: ignore[no-any-return]
+            "conflicts_resolve", id=ident, take=take, values=values
+        )

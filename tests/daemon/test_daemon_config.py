@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Config, ConfigError, default_data_dir, load_config
+from protocol.conflicts import Strategy
 
 
 @pytest.fixture(autouse=True)
@@ -115,9 +116,25 @@ def test_data_dir_expands_user(tmp_path: Path) -> None:
     assert load_config(path, {}, {}).data_dir == Path.home() / "dp"
 
 
-def test_conflicts_and_metrics_sections_are_allowed(tmp_path: Path) -> None:
-    path = write(tmp_path, '[conflicts]\nmodels = "merge"\n[metrics]\nenabled = true\n')
-    assert load_config(path, {}, {}) == Config()
+def test_conflict_strategies_per_table(tmp_path: Path) -> None:
+    path = write(tmp_path, '[conflicts]\nmodels = "merge"\nhardware_platforms = "manual"\n')
+    config = load_config(path, {}, {})
+    assert config.conflicts == (("hardware_platforms", "manual"), ("models", "merge"))
+    strategies = config.strategies()
+    assert strategies["models"] is Strategy.MERGE
+    assert strategies["performance_results"] is Strategy.LATEST  # the default
+    env = {"DUCKPEER_CONFLICTS": "models=manual"}
+    assert load_config(path, env, {}).strategies()["models"] is Strategy.MANUAL
+
+
+@pytest.mark.parametrize(
+    "section",
+    ['models = "newest"', 'nosuch = "merge"', "models = 3", 'conflicts = "models"'],
+)
+def test_bad_conflict_strategies_are_config_errors(tmp_path: Path, section: str) -> None:
+    text = section if section.startswith("conflicts") else f"[conflicts]\n{section}\n"
+    with pytest.raises(ConfigError, match="conflicts"):
+        load_config(write(tmp_path, text), {}, {})
 
 
 def test_socket_path_honours_runtime_directory(
