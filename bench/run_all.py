@@ -28,6 +28,7 @@ BENCHES = {
     "ingest": "bench_ingest.py",
     "catchup": "bench_catchup.py",
     "checkpoint": "bench_checkpoint.py",
+    "conflicts": "bench_conflicts.py",
 }
 
 
@@ -178,6 +179,17 @@ def figures(which: list[str]) -> list[list[Any]]:
                 "",
             ]
         )
+    if "conflicts" in which and (r := load("bench_conflicts")):
+        for name, s in r["strategies"].items():
+            rows.append(
+                [
+                    "conflicts",
+                    f"{r['delta']:,}-change delta, 10 % vs 0 % concurrent, {name} (ratio)",
+                    s["ratio"],
+                    "",
+                    "",
+                ]
+            )
     return rows
 
 

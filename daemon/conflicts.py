@@ -149,11 +149,9 @@ def _store(
         for k in open_keys
         for hlc, origin in sorted(heads[k])
     ]
-    if head_rows:
-        cur.executemany("INSERT INTO store.conflict_heads VALUES (?, ?, ?, ?, ?, ?)", head_rows)
+    rowsql.insert_tuples(cur, "store.conflict_heads", rowsql.CONFLICT_HEADS, head_rows)
     pending_rows = [(table, k, h, o) for k, p in pending.items() for h, o in sorted(p)]
-    if pending_rows:
-        cur.executemany("INSERT INTO store.pending_bases VALUES (?, ?, ?, ?)", pending_rows)
+    rowsql.insert_tuples(cur, "store.pending_bases", rowsql.PENDING_BASES, pending_rows)
 
 
 def _head_values(
@@ -175,29 +173,41 @@ def _head_values(
     wanted = [k for k in keys if any(v not in out[k] for v in heads[k])]
     if not wanted:
         return out
-    stored = cur.execute(
-        "SELECT pk, _hlc, _origin, op, data FROM store.conflict_heads "
-        f"WHERE tbl = ? AND pk IN ({', '.join('?' for _ in wanted)})",
-        [table, *wanted],
-    ).fetchall()
+    cur.register("wanted_keys", pa.table({"pk": pa.array(wanted, pa.string())}))
+    try:
+        stored = cur.execute(
+            "SELECT pk, _hlc, _origin, op, data FROM store.conflict_heads "
+            "WHERE tbl = ? AND pk IN (SELECT pk FROM wanted_keys)",
+            [table],
+        ).fetchall()
+    finally:
+        cur.unregister("wanted_keys")
     for pk, hlc, origin, op, data in stored:
         out[pk].setdefault((hlc, origin), (op, data))
-    for key in wanted:
+    lacking = [k for k in wanted if any(v not in out[k] for v in heads[k])]
+    live = _live_rows(cur, table, lacking)
+    for key in lacking:
         missing = [v for v in heads[key] if v not in out[key]]
-        if missing:  # the key's live row or tombstone, before this batch
-            out[key][missing[0]] = _live_row(cur, table, key)
+        # the key's live row, or its tombstone (a delete), before this batch
+        out[key][missing[0]] = (
+            (int(Op.UPSERT), live[key]) if key in live else (int(Op.DELETE), None)
+        )
     return out
 
 
-def _live_row(cur: duckdb.DuckDBPyConnection, table: str, key: str) -> tuple[int, str | None]:
+def _live_rows(cur: duckdb.DuckDBPyConnection, table: str, keys: list[str]) -> dict[str, str]:
+    """Canonical JSON of the live rows among ``keys``."""
+    if not keys:
+        return {}
     schema = TABLES[table]
     cols = ", ".join(rowsql.wire_select(name, kind) for name, kind in schema.columns)
-    rows = cur.execute(  # fetchall: an unfinished result would block the writer cursor
-        f"SELECT {cols} FROM store.{table} WHERE {schema.key} = "
-        f"CAST(? AS {rowsql.key_sql_type(table)})",
-        [key],
-    ).fetchall()
-    if not rows:
-        return int(Op.DELETE), None
-    row = rows[0]
-    return int(Op.UPSERT), canonical_row(table, dict(zip(schema.column_names, row, strict=True)))
+    cur.register("live_keys", pa.table({"pk": pa.array(keys, pa.string())}))
+    try:
+        rows = cur.execute(
+            f"SELECT CAST({schema.key} AS VARCHAR), {cols} FROM store.{table} WHERE {schema.key} "
+            f"IN (SELECT CAST(pk AS {rowsql.key_sql_type(table)}) FROM live_keys)"
+        ).fetchall()
+    finally:
+        cur.unregister("live_keys")
+    names = schema.column_names
+    return {pk: canonical_row(table, dict(zip(names, row, strict=True))) for pk, *row in rows}

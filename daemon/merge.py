@@ -102,15 +102,13 @@ def _write(cur: duckdb.DuckDBPyConnection, table: str, rows: dict[str, MergedRow
     if live:
         _insert_rows(cur, table, live)
     lag = [(table, k, c, h, o) for k, r in live.items() for c, (h, o) in r.lagging(columns).items()]
-    if lag:
-        cur.executemany("INSERT INTO store.cell_versions VALUES (?, ?, ?, ?, ?)", lag)
+    rowsql.insert_tuples(cur, "store.cell_versions", rowsql.CELL_VERSIONS, lag)
     dead = [
         (table, k, *r.exists[0])
         for k, r in rows.items()
         if not r.exists[1] and r.exists[0] != NO_VERSION
     ]
-    if dead:
-        cur.executemany("INSERT INTO store.tombstones VALUES (?, ?, ?, ?)", dead)
+    rowsql.insert_tuples(cur, "store.tombstones", rowsql.TOMBSTONES, dead)
     return bool(dead)
 
 

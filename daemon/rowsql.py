@@ -13,7 +13,9 @@ at most one change per key. Statements are generated once per table and cached.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from protocol.schema import TABLES, ColType
@@ -138,3 +140,31 @@ def wire_select(name: str, kind: ColType) -> str:
     if kind is ColType.TIMESTAMP:
         return f"epoch_us({name})"
     return name
+
+
+def insert_tuples(
+    cur: duckdb.DuckDBPyConnection, target: str, schema: pa.Schema, rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` into ``target`` in one statement (executemany costs a statement
+    per row in DuckDB: seconds for a few thousand)."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)]
+    cur.register("tuples_stage", pa.Table.from_arrays(arrays, schema=schema))
+    try:
+        cur.execute(f"INSERT INTO {target} SELECT * FROM tuples_stage")
+    finally:
+        cur.unregister("tuples_stage")
+
+
+VERSION_FIELDS = [("_hlc", pa.int64()), ("_origin", pa.string())]
+TOMBSTONES = pa.schema([("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS])
+PENDING_BASES = TOMBSTONES
+CELL_VERSIONS = pa.schema(
+    [("tbl", pa.string()), ("pk", pa.string()), ("col", pa.string()), *VERSION_FIELDS]
+)
+CONFLICT_HEADS = pa.schema(
+    [("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS, ("op", pa.int8()),
+     ("data", pa.string())]
+)  # fmt: skip
