@@ -26,6 +26,7 @@ import pyarrow as pa
 from daemon import rowsql
 from daemon.apply import BatchContext, apply_batch
 from daemon.blocklog import BlockLog
+from daemon.rowchanges import key_text
 from protocol import changeset as cs_codec
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, TableChanges
@@ -183,6 +184,7 @@ class Store:
         sign: Callable[[bytes], bytes] | None = None,
     ) -> Decoded:
         """Turn row changes into our next changeset (signed with ``sign``), apply and log it."""
+        tables = [self._rebased_on_tombstones(t) for t in tables]
         seq, prev = self.heads.get(origin, (0, None))
         own = self._writer.execute("SELECT hlc FROM store.heads WHERE origin = ?", [origin])
         last = max(self.hlc, (own.fetchone() or (0,))[0])  # our chain's clock never goes back
@@ -198,6 +200,31 @@ class Store:
         if result.rejected:
             raise StoreError(result.rejected[0][1])
         return item
+
+    def _rebased_on_tombstones(self, table: TableChanges) -> TableChanges:
+        """New rows whose key was deleted are based on the delete: re-creating a row after
+        seeing it deleted is not concurrent with the delete."""
+        if table.table not in self._tombstone_tables or all(b is not None for b in table.bases):
+            return table
+        kind = TABLES[table.table].columns[0][1]
+        texts = [key_text(kind, k) for k in table.keys]
+        fresh = [t for t, b in zip(texts, table.bases, strict=True) if b is None]
+        cur = self._writer
+        cur.register("new_keys", pa.table({"pk": pa.array(fresh, pa.string())}))
+        try:
+            found = cur.execute(
+                "SELECT pk, _hlc, _origin FROM store.tombstones "
+                "WHERE tbl = ? AND pk IN (SELECT pk FROM new_keys)",
+                [table.table],
+            ).fetchall()
+        finally:
+            cur.unregister("new_keys")
+        if not found:
+            return table
+        deleted = {pk: (hlc, origin) for pk, hlc, origin in found}
+        bases = [deleted.get(t) if b is None else b
+                 for t, b in zip(texts, table.bases, strict=True)]  # fmt: skip
+        return dataclasses.replace(table, bases=bases)
 
     def current_versions(self, table: str, keys: Sequence[Any]) -> dict[str, tuple[int, str]]:
         """Current (hlc, origin) per existing key (text form) among ``keys``."""

@@ -199,3 +199,13 @@ def test_strategy_change_affects_future_conflicts_only(pair: tuple[Store, Store]
     write(b, "B", [resolve_change(b, conflict["id"], take="A")])
     exchange([a, b])
     assert list_conflicts(a) == []
+
+
+def test_recreating_a_deleted_row_is_based_on_the_delete(pair: tuple[Store, Store]) -> None:
+    a, b = (with_strategy(s, Strategy.MANUAL) for s in pair)
+    insert_model(a, "A", "m", model_name="m")
+    delete(a, "A", "m")
+    insert_model(a, "A", "m", model_name="again")
+    exchange([a, b])
+    assert list_conflicts(a) == list_conflicts(b) == []
+    assert _row(b, "m") == ("again", None, None)
