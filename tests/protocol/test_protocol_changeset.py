@@ -59,7 +59,11 @@ def table_changes(draw: st.DrawFn, table: Table | None = None) -> TableChanges:
     n = draw(st.integers(min_value=0, max_value=4))
     keys = draw(st.lists(KEYS[chosen[0][1]], min_size=n, max_size=n, unique=True))
     ops = bytes(draw(st.lists(st.sampled_from([Op.UPSERT, Op.DELETE]), min_size=n, max_size=n)))
-    bases = draw(st.lists(st.none() | st.tuples(HLCS, ORIGINS), min_size=n, max_size=n))
+    several = st.lists(st.tuples(HLCS, ORIGINS), min_size=2, max_size=4, unique=True).map(
+        lambda versions: tuple(sorted(versions))
+    )  # a resolution's bases
+    one = st.tuples(HLCS, ORIGINS)
+    bases = draw(st.lists(st.none() | one | several, min_size=n, max_size=n))
     changed = draw(st.lists(st.integers(0, (1 << len(columns)) - 1), min_size=n, max_size=n))
     data: list[list[Any]] = [keys]
     for _, ctype in chosen[1:]:
@@ -241,6 +245,10 @@ INVALID: dict[str, Callable[[list[Any]], None]] = {
     "base origin type": _table(3, [None, [5, 5]]),
     "base hlc negative": _table(3, [None, [-5, "o"]]),
     "base not list": _table(3, [None, "5:o"]),
+    "several bases, one": _table(3, [None, [[5, "o"]]]),
+    "several bases unsorted": _table(3, [None, [[6, "o"], [5, "o"]]]),
+    "several bases repeated": _table(3, [None, [[5, "o"], [5, "o"]]]),
+    "several bases nested badly": _table(3, [None, [[5, "o"], 5]]),
     "changed length": _table(4, [1, 1, 1]),
     "changed negative": _table(4, [1, -1]),
     "changed type": _table(4, [1, "1"]),
