@@ -35,6 +35,7 @@ from protocol.schema import TABLES, ColType
 
 SCHEMA_VERSION = 1
 Admit = Callable[[Changeset, bytes], "str | None"]
+OnCommit = Callable[["Sequence[Decoded]"], None]
 POINT_LOOKUP_LIMIT = 256
 
 
@@ -81,6 +82,9 @@ class Store:
         self.hlc = 0
         self._applied_counter = 0
         self._state_lock = threading.Lock()
+        # Called in the writer thread after each committed batch with its changesets
+        # (local or remote): derived state such as the knowledge graph follows from here.
+        self.on_commit: list[OnCommit] = []
         self._load_state()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -146,6 +150,15 @@ class Store:
         select = ", ".join(f"(SELECT count(*) FROM store.{n})" for n in names)
         row = self._con.cursor().execute(f"SELECT {select}").fetchone() or ()
         return dict(zip(names, row, strict=True))
+
+    def applied_count(self) -> int:
+        """Changesets applied to this store so far (the last ``applied`` position)."""
+        with self._state_lock:
+            return self._applied_counter
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the database (one per thread; close it when done)."""
+        return self._con.cursor()
 
     def changeset_count(self) -> int:
         """Changesets in the log."""
@@ -314,6 +327,8 @@ class Store:
             for item in items:
                 self._observe(item.changeset.hlc)
             self._applied_counter += len(items)
+        for hook in self.on_commit:
+            hook(items)
 
     def _run_transaction(self, items: Sequence[Decoded], ctx: BatchContext) -> None:
         cur = self._writer
