@@ -350,7 +350,7 @@ def _changes(op: tuple, t: int) -> list:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(history=ops, batch=st.integers(1, 4), seed=st.integers(0, 1000))
 def test_incremental_equals_full_rebuild(
