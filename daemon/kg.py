@@ -52,6 +52,7 @@ class KnowledgeGraph:
         self._lock = threading.Lock()
         self._pending: dict[str, set[str]] = {}
         self._pending_applied = 0
+        self._flushing = False
         self.last_flush: dict[str, Any] = {}
 
     # -- lifecycle (writer thread) ------------------------------------------------------------
@@ -117,28 +118,39 @@ class KnowledgeGraph:
 
     # -- incremental updates ----------------------------------------------------------------
 
-    def on_commit(self, items: Sequence[Decoded]) -> None:
-        """Store hook (writer thread): remember the keys a committed batch touched."""
+    def on_commit(self, items: Sequence[Decoded], applied: int) -> None:
+        """Store hook (writer thread): remember the keys a committed batch touched.
+
+        Runs before the store publishes the batch's CID, so whoever sees the new CID
+        and then asks the graph finds these keys pending (and flushed first)."""
         with self._lock:
             for item in items:
                 for table in item.changeset.tables:
                     if table.table in REFRESHED or table.table in VIEW_ONLY:
                         keys = self._pending.setdefault(table.table, set())
                         keys.update(map(str, table.keys))
-            self._pending_applied = self.store.applied_count()
+            self._pending_applied = applied
 
     def has_pending(self) -> bool:
-        """True when committed changes are not in the graph yet."""
+        """True when committed changes are not in the graph yet (or are being folded in)."""
         with self._lock:
-            return bool(self._pending)
+            return bool(self._pending) or self._flushing
 
     def flush(self) -> dict[str, Any]:
         """Fold pending changes into the graph (writer thread); returns what it did."""
         with self._lock:
             pending, self._pending = self._pending, {}
             applied = self._pending_applied
+            self._flushing = bool(pending)
         if not pending:
             return {}
+        try:
+            return self._flush(pending, applied)
+        finally:
+            with self._lock:
+                self._flushing = False
+
+    def _flush(self, pending: dict[str, set[str]], applied: int) -> dict[str, Any]:
         started = time.perf_counter()
         cur = self.store.cursor()
         try:

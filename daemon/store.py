@@ -35,7 +35,7 @@ from protocol.schema import TABLES, ColType
 
 SCHEMA_VERSION = 1
 Admit = Callable[[Changeset, bytes], "str | None"]
-OnCommit = Callable[["Sequence[Decoded]"], None]
+OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
 
 
@@ -83,7 +83,8 @@ class Store:
         self._applied_counter = 0
         self._state_lock = threading.Lock()
         # Called in the writer thread after each committed batch with its changesets
-        # (local or remote): derived state such as the knowledge graph follows from here.
+        # (local or remote) and the new applied count, before the new heads and CID are
+        # published: derived state such as the knowledge graph follows from here.
         self.on_commit: list[OnCommit] = []
         self._load_state()
 
@@ -322,13 +323,13 @@ class Store:
         for item in items:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)
         cid = database_cid(heads)  # pure Python, ~1 ms per origin: outside the lock
+        for hook in self.on_commit:
+            hook(items, self._applied_counter + len(items))
         with self._state_lock:
             self.heads, self._db_cid = heads, cid
             for item in items:
                 self._observe(item.changeset.hlc)
             self._applied_counter += len(items)
-        for hook in self.on_commit:
-            hook(items)
 
     def _run_transaction(self, items: Sequence[Decoded], ctx: BatchContext) -> None:
         cur = self._writer
