@@ -37,20 +37,28 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from daemon.kg_sql import family_sql
+
 CATEGORY_WEIGHT = 0.5
 NUMERIC = ("lthr", "llat", "lmem", "lbatch")
 CATEGORIES = ("precision", "hardware_type", "family", "modality")
 
-LOAD_SQL = """
+# The same family, modality and hardware type as the kg.models / kg.hardware views, but
+# joined per configuration, so that patching a few configurations reads only those.
+LOAD_SQL = f"""
     SELECT c.config_id, c.model_id, c.hardware_id, c.batch_size, c.precision,
-           h.hardware_type, m.family, m.modality, c.n_results,
+           coalesce(nullif(lower(h.hardware_type), ''), split_part(c.hardware_id, ':', 1))
+               AS hardware_type,
+           coalesce(nullif(lower(trim(m.model_family)), ''),
+                    {family_sql("coalesce(m.model_name, c.model_id)")}) AS family,
+           nullif(lower(trim(m.modality)), '') AS modality, c.n_results,
            CASE WHEN c.n_thr > 0 THEN c.s_thr / c.n_thr END AS lthr,
            CASE WHEN c.n_lat > 0 THEN c.s_lat / c.n_lat END AS llat,
            CASE WHEN c.n_mem > 0 THEN c.s_mem / c.n_mem END AS lmem,
            log2(greatest(c.batch_size, 1)) AS lbatch
     FROM kg.configs c
-    LEFT JOIN kg.models m USING (model_id)
-    LEFT JOIN kg.hardware h USING (hardware_id)
+    LEFT JOIN store.models m ON m.model_id = c.model_id
+    LEFT JOIN store.hardware_platforms h ON h.hardware_id = c.hardware_id
 """
 
 
