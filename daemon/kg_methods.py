@@ -59,7 +59,11 @@ async def flush(node: Node, graph: KnowledgeGraph) -> None:
     except duckdb.Error as exc:
         node.metrics.inc("kg_errors")
         log.error("knowledge graph update failed; rebuilding", error=str(exc))
-        await node.write_derived(lambda _s: graph.populate())
+        try:
+            await node.write_derived(lambda _s: graph.populate())
+        except duckdb.Error as again:  # stays behind; rebuilt at the next start
+            log.error("knowledge graph rebuild failed", error=str(again))
+            return
         node.metrics.inc("kg_rebuilds")
         return
     if done:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import trio
 from kgkit import compat, results
@@ -126,3 +127,20 @@ async def test_methods_without_the_service(tmp_path: Path) -> None:
         assert info.value.code == "unavailable"
     finally:
         store.close()
+
+
+async def test_a_failed_update_is_counted_and_rebuilds(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = kg_methods.graph_of(node)
+
+    def broken() -> dict:
+        raise duckdb.IOException("disk gone")
+
+    monkeypatch.setattr(graph, "flush", broken)
+    await write(node, results(ROWS))
+    await kg_methods.flush(node, graph)
+    assert node.metrics.get("kg_errors") >= 1 and node.metrics.get("kg_rebuilds") >= 1
+    monkeypatch.undo()
+    out = await kg_methods.kg_similar(node, {"node": "resnet-50|cuda:A100|32|fp16"})
+    assert out["configs"] == 4  # the rebuild read the committed rows
