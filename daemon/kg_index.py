@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from daemon.kg_sql import family_sql
 
@@ -79,10 +80,16 @@ class Codes:
         self._codes: dict[str, int] = {}
 
     def encode(self, values: Iterable[Any]) -> np.ndarray:
-        """Codes of ``values`` as int32, new values getting new codes."""
+        """Codes of string ``values`` as int32, new values getting new codes.
+
+        Arrow's dictionary encoding finds the distinct values at C speed; only those go
+        through the Python dict."""
+        encoded = pa.array(values, pa.string()).dictionary_encode()
         table = self._codes
-        out = [-1 if v is None else table.setdefault(v, len(table)) for v in values]
-        return np.asarray(out, dtype=np.int32)
+        known = [table.setdefault(v, len(table)) for v in encoded.dictionary.to_pylist()]
+        lookup = np.asarray([*known, -1], dtype=np.int32)  # index -1 (null) -> code -1
+        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return lookup[indices]
 
 
 class SimilarityIndex:
@@ -314,9 +321,8 @@ class SimilarityIndex:
         for b in range(cats.shape[1]):
             if cq[b] >= 0:
                 dot += w2 * (cats[:, b] == cq[b])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sims = dot / np.sqrt(norm2 * nq)
-        return np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
+        denom = np.sqrt(norm2 * nq)
+        return np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
 
     def similar_model_edges(
         self, cur: duckdb.DuckDBPyConnection, per_model: int, min_similarity: float
@@ -345,7 +351,14 @@ class SimilarityIndex:
 
 def _top(sims: np.ndarray, k: int, min_sim: float) -> list[int]:
     """Indices of the ``k`` largest values >= ``min_sim``, best first (ties by index)."""
-    candidates = np.flatnonzero(sims >= min_sim)
+    if min_sim <= -1.0:  # every finite value qualifies: no filtering pass
+        candidates = np.flatnonzero(np.isfinite(sims)) if k >= len(sims) - 1 else None
+        if candidates is None:
+            best = np.argpartition(-sims, k - 1)[:k]
+            best = best[np.isfinite(sims[best])]
+            return [int(c) for c in best[np.lexsort((best, -sims[best]))]]
+    else:
+        candidates = np.flatnonzero(sims >= min_sim)
     if len(candidates) > k:
         part = np.argpartition(-sims[candidates], k - 1)[:k]
         candidates = candidates[part]
