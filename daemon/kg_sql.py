@@ -118,12 +118,14 @@ def refresh_results_statements() -> list[str]:
         f"CREATE OR REPLACE TEMP TABLE kg_delta AS SELECT {delta_cols}, -1 AS sign "
         f"FROM kg.result_configs WHERE result_id IN {TOUCHED}",
         f"DELETE FROM kg.result_configs WHERE result_id IN {TOUCHED}",
-        "INSERT INTO kg.result_configs " + _RESULT_ROWS.format(extra=f"AND result_id IN {TOUCHED}"),
-        f"INSERT INTO kg_delta SELECT {delta_cols}, 1 FROM kg.result_configs "
-        f"WHERE result_id IN {TOUCHED}",
+        "CREATE OR REPLACE TEMP TABLE kg_fresh AS "
+        + _RESULT_ROWS.format(extra=f"AND result_id IN {TOUCHED}"),
+        "INSERT INTO kg.result_configs SELECT * FROM kg_fresh",
+        f"INSERT INTO kg_delta SELECT {delta_cols}, 1 FROM kg_fresh",
         f"""CREATE OR REPLACE TEMP TABLE kg_new AS
         WITH d AS (
-            SELECT model_id, hardware_id, batch_size, precision, sum(sign) AS n_results,
+            SELECT {CONFIG_ID} AS config_id, model_id, hardware_id, batch_size, precision,
+                   sum(sign) AS n_results,
                    sum(CASE WHEN lthr IS NULL THEN 0 ELSE sign END) AS n_thr,
                    coalesce(sum(sign * lthr), 0) AS s_thr,
                    sum(CASE WHEN llat IS NULL THEN 0 ELSE sign END) AS n_lat,
@@ -132,11 +134,11 @@ def refresh_results_statements() -> list[str]:
                    coalesce(sum(sign * lmem), 0) AS s_mem
             FROM kg_delta GROUP BY ALL),
         both_ AS (
-            SELECT c.model_id, c.hardware_id, c.batch_size, c.precision, c.n_results,
-                   c.n_thr, c.s_thr, c.n_lat, c.s_lat, c.n_mem, c.s_mem
-            FROM kg.configs c SEMI JOIN d USING (model_id, hardware_id, batch_size, precision)
+            SELECT * FROM kg.configs WHERE config_id IN (SELECT config_id FROM d)
             UNION ALL SELECT * FROM d)
-        SELECT {CONFIG_ID} AS config_id, model_id, hardware_id, batch_size, precision,
+        SELECT config_id, any_value(model_id) AS model_id,
+               any_value(hardware_id) AS hardware_id, any_value(batch_size) AS batch_size,
+               any_value(precision) AS precision,
                sum(n_results)::BIGINT AS n_results,
                sum(n_thr)::BIGINT AS n_thr,
                CASE WHEN sum(n_thr) = 0 THEN 0 ELSE sum(s_thr) END AS s_thr,
@@ -144,7 +146,7 @@ def refresh_results_statements() -> list[str]:
                CASE WHEN sum(n_lat) = 0 THEN 0 ELSE sum(s_lat) END AS s_lat,
                sum(n_mem)::BIGINT AS n_mem,
                CASE WHEN sum(n_mem) = 0 THEN 0 ELSE sum(s_mem) END AS s_mem
-        FROM both_ GROUP BY ALL""",
+        FROM both_ GROUP BY config_id""",
         "DELETE FROM kg.configs WHERE config_id IN (SELECT config_id FROM kg_new)",
         "INSERT INTO kg.configs SELECT * FROM kg_new WHERE n_results > 0",
     ]
