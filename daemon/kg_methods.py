@@ -167,7 +167,8 @@ async def kg_graph(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for name in ("nodes", "edges"):
             table = cur.sql(f"SELECT * FROM kg.{name} ORDER BY ALL").to_arrow_table()
-            out[name] = {c: to_wire(table.column(c).to_pylist()) for c in table.schema.names}
+            # strings, integers, floats and nulls only: msgpack carries them as they are
+            out[name] = {c: table.column(c).to_pylist() for c in table.schema.names}
         return out
 
     return await _read(node, fetch)
