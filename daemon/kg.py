@@ -41,6 +41,7 @@ REFRESHED = {
 VIEW_ONLY = {"models", "hardware_platforms"}  # read live by the views
 SIMILAR_PER_MODEL = 3
 SIMILAR_EDGE_MIN = 0.9
+REBUILD_MIN_KEYS = 50_000
 
 
 class KnowledgeGraph:
@@ -77,11 +78,22 @@ class KnowledgeGraph:
             return None
         return None if row is None else int(row[0])
 
-    def populate(self) -> dict[str, Any]:
+    def _rebuild_threshold(self) -> int:
+        """Pending keys beyond which a rebuild beats the incremental refresh: a quarter
+        of the results (each refresh statement scans the result tables anyway)."""
+        cur = self.store.cursor()
+        try:
+            row = cur.execute("SELECT count(*) FROM kg.result_configs").fetchone()
+        finally:
+            cur.close()
+        return max(REBUILD_MIN_KEYS, (row[0] if row else 0) // 4)
+
+    def populate(self, applied: int | None = None) -> dict[str, Any]:
         """Rebuild the whole graph from the replicated tables (``populate_from_benchmarks``)."""
         started = time.perf_counter()
         with self._lock:
-            self._pending, applied = {}, self.store.applied_count()
+            if applied is None:
+                self._pending, applied = {}, self.store.applied_count()
         cur = self.store.cursor()
         try:
             self._run(cur, kg_sql.populate_statements(), applied, edges_fresh=False)
@@ -152,6 +164,12 @@ class KnowledgeGraph:
 
     def _flush(self, pending: dict[str, set[str]], applied: int) -> dict[str, Any]:
         started = time.perf_counter()
+        rows = sum(map(len, pending.values()))
+        if rows > self._rebuild_threshold():
+            figures = self.populate(applied)  # a bulk load: rebuilding is cheaper
+            self.last_flush = {"rows": rows, "configs": figures["configs"], "rebuilt": True,
+                               "ms": figures["seconds"] * 1000}  # fmt: skip
+            return self.last_flush
         cur = self.store.cursor()
         try:
             touched_configs = self._apply(cur, pending, applied)

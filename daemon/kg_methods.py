@@ -29,6 +29,11 @@ T = TypeVar("T")
 _GRAPHS: weakref.WeakKeyDictionary[Node, KnowledgeGraph] = weakref.WeakKeyDictionary()
 MAX_TOP_K = 10_000
 MAX_LIMIT = 10_000
+# The service folds changes in once writes pause this long (or after MAX_DELAY of
+# continuous writes), so an ingest's chunks cost one graph update and do not compete
+# with the ingest for the writer thread. Queries never wait for it: they fold first.
+QUIET = 0.3
+MAX_DELAY = 30.0
 
 
 async def serve(
@@ -45,11 +50,22 @@ async def serve(
         task_status.started()
         while True:
             await node.wait_changed()
+            await _quiet(node)
             if graph.has_pending():
                 await flush(node, graph)
     finally:
         node.store.on_commit.remove(graph.on_commit)
         _GRAPHS.pop(node, None)
+
+
+async def _quiet(node: Node) -> None:
+    """Return once no change arrived for QUIET seconds (or after MAX_DELAY)."""
+    with trio.move_on_after(MAX_DELAY):
+        while True:
+            with trio.move_on_after(QUIET) as pause:
+                await node.wait_changed()
+            if pause.cancelled_caught:
+                return
 
 
 async def flush(node: Node, graph: KnowledgeGraph) -> None:

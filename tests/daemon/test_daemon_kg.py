@@ -22,6 +22,7 @@ from kgkit import (
 )
 from storekit import chain
 
+from daemon import kg as kg_module
 from daemon.kg import KnowledgeGraph
 from daemon.kg_patterns import compatibility_map, detect_patterns
 from daemon.store import Store
@@ -420,3 +421,20 @@ def test_graph_is_not_replicated(store: Store, graph: KnowledgeGraph, tmp_path: 
         assert other.db_cid() == cid
     finally:
         other.close()
+
+
+def test_a_bulk_flush_rebuilds_instead(
+    store: Store, graph: KnowledgeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kg_module, "REBUILD_MIN_KEYS", 5)
+    store.commit_local("me", [results([(1, "bert-base", "cpu", 1, "fp32", 10.0, 1.0, 1.0, 1)])])
+    assert "rebuilt" not in graph.flush()
+    rows = [(n, "bert-base", "cpu", 1 + n % 2, "fp32", 10.0 + n, 1.0, 1.0, n) for n in range(2, 12)]
+    store.commit_local("me", [results(rows)])
+    done = graph.flush()
+    assert done["rebuilt"] and done["rows"] == 10 and done["configs"] == 2
+    assert not graph.has_pending()
+    assert similar(graph, "bert-base|cpu|1|fp32") == ["config:bert-base|cpu|2|fp32"]
+    before = snapshot(store)
+    graph.populate()
+    assert snapshot(store) == before
