@@ -198,10 +198,26 @@ async def kg_populate(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def _counted(fn: Callable[[Node, dict[str, Any]], Any]) -> Callable[[Node, dict[str, Any]], Any]:
+    """Count refused kg requests by error code (``kg_refused_bad_request`` ...)."""
+
+    async def call(node: Node, params: dict[str, Any]) -> Any:
+        try:
+            return await fn(node, params)
+        except ControlError as exc:
+            node.metrics.inc(f"kg_refused_{exc.code}")
+            raise
+
+    return call
+
+
 METHODS = {
-    "kg_similar": kg_similar,
-    "kg_patterns": kg_patterns,
-    "kg_compat": kg_compat,
-    "kg_graph": kg_graph,
-    "kg_populate": kg_populate,
+    name: _counted(fn)
+    for name, fn in {
+        "kg_similar": kg_similar,
+        "kg_patterns": kg_patterns,
+        "kg_compat": kg_compat,
+        "kg_graph": kg_graph,
+        "kg_populate": kg_populate,
+    }.items()
 }

@@ -76,8 +76,9 @@ async def test_similar_sees_committed_writes(node: Node) -> None:
 async def test_similar_refuses_bad_parameters(node: Node, params: dict, code: str) -> None:
     await write(node, results(ROWS))
     with pytest.raises(ControlError) as info:
-        await kg_methods.kg_similar(node, params)
+        await kg_methods.METHODS["kg_similar"](node, params)
     assert info.value.code == code
+    assert node.metrics.get(f"kg_refused_{code}") == 1
 
 
 async def test_patterns_compat_and_graph(node: Node) -> None:
