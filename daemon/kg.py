@@ -9,8 +9,9 @@ the graph in one transaction, so a burst of changesets costs one refresh. The to
 rows are re-read from the store: whatever a changeset did (insert, update, delete,
 a lost last-writer-wins race), the graph ends as a full rebuild would.
 
-``kg.meta.applied`` records up to which applied changeset the graph is current; a graph
-that fell behind (a crash between a commit and its flush) is rebuilt on open.
+``kg.meta`` records the layout version and up to which applied changeset the graph is
+current; a graph of another layout, or one that fell behind (a crash between a commit
+and its flush), is rebuilt on open.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class KnowledgeGraph:
         """Create or catch up schema ``kg``; returns rebuild figures if it rebuilt."""
         cur = self.store.cursor()
         try:
-            applied = self._meta(cur)
-            if applied is not None and applied == self.store.applied_count():
+            meta = self._meta(cur)
+            if meta == (kg_sql.KG_VERSION, self.store.applied_count()):
                 for view in kg_sql.VIEWS:  # views follow the code's current definition
                     cur.execute(view)
                 return None
@@ -71,12 +72,13 @@ class KnowledgeGraph:
             cur.close()
         return self.populate()
 
-    def _meta(self, cur: duckdb.DuckDBPyConnection) -> int | None:
+    def _meta(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, int] | None:
+        """(layout version, applied count) the graph was built for, if any."""
         try:
-            row = cur.execute("SELECT applied FROM kg.meta").fetchone()
-        except duckdb.CatalogException:
+            row = cur.execute("SELECT version, applied FROM kg.meta").fetchone()
+        except (duckdb.CatalogException, duckdb.BinderException):  # none, or an old layout
             return None
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def _rebuild_threshold(self) -> int:
         """Pending keys beyond which a rebuild beats the incremental refresh: a quarter
@@ -114,7 +116,9 @@ class KnowledgeGraph:
             for sql in statements:
                 cur.execute(sql)
             cur.execute("DELETE FROM kg.meta")
-            cur.execute("INSERT INTO kg.meta VALUES (?, ?)", [applied, edges_fresh])
+            cur.execute(
+                "INSERT INTO kg.meta VALUES (?, ?, ?)", [kg_sql.KG_VERSION, applied, edges_fresh]
+            )
             cur.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.TransactionException):

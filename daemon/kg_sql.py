@@ -46,6 +46,9 @@ def family_sql(name: str) -> str:
     return f"coalesce(nullif({stripped}, ''), {base})"
 
 
+# Layout of the kg tables: a graph built by code of another version is rebuilt on open.
+KG_VERSION = 1
+
 CONFIG_ID = "model_id || '|' || hardware_id || '|' || batch_size || '|' || precision"
 CONFIG_KEY = ("model_id", "hardware_id", "batch_size", "precision")
 
@@ -102,7 +105,7 @@ def populate_statements() -> list[str]:
         "CREATE OR REPLACE TABLE kg.compat_rows AS " + _COMPAT_ROWS.format(extra=""),
         "CREATE OR REPLACE TABLE kg.compat AS " + _COMPAT_AGG.format(extra=""),
         "CREATE OR REPLACE TABLE kg.similar_edges (src VARCHAR, dst VARCHAR, weight DOUBLE)",
-        "CREATE OR REPLACE TABLE kg.meta (applied BIGINT, edges_fresh BOOLEAN)",
+        "CREATE OR REPLACE TABLE kg.meta (version INTEGER, applied BIGINT, edges_fresh BOOLEAN)",
         *VIEWS,
     ]
 

@@ -402,6 +402,8 @@ def test_a_graph_behind_the_store_is_rebuilt_on_open(tmp_path: Path) -> None:
         assert graph.open() is not None  # rebuilt
         assert query(store, "SELECT config_id FROM kg.configs") == [("bert-base|cpu|1|fp32",)]
         assert KnowledgeGraph(store).open() is None  # current: nothing to do
+        query(store, "UPDATE kg.meta SET version = 0")  # built by another code version
+        assert KnowledgeGraph(store).open() is not None
     finally:
         store.close()
 
