@@ -2,7 +2,7 @@
 
 GraphML is a directed multigraph with typed ``<key>`` declarations, as networkx
 (``read_graphml``), Gephi and yEd read it. JSON is networkx's node-link format
-(``networkx.node_link_graph(data, edges="links")``).
+(``networkx.node_link_graph(data, edges="links")``, networkx >= 3.4).
 """
 
 from __future__ import annotations

@@ -130,3 +130,25 @@ def test_export_graphml_and_json(
     assert data["directed"] and len(data["nodes"]) == 4 and len(data["links"]) == 3
     assert data["links"][0] == {"source": "model:bert", "target": "family:bert",
                                 "kind": "variant_of", "weight": 1.0}  # fmt: skip
+
+
+def test_networkx_reads_both_formats(tmp_path: Path) -> None:
+    """The consumer the formats are for (networkx; Gephi reads the same GraphML)."""
+    import io
+
+    import networkx as nx
+
+    from peerctl import kg_export
+
+    path = tmp_path / "kg.graphml"
+    with path.open("w") as out:
+        kg_export.write_graphml(GRAPH, out)
+    g = nx.read_graphml(path)
+    assert g.is_directed() and g.number_of_nodes() == 4 and g.number_of_edges() == 3
+    assert g.nodes["config:bert|cuda|8|fp16"]["throughput"] == 812.5
+    assert g.nodes["config:bert|cuda|8|fp16"]["batch_size"] == 8
+    assert g.edges["model:bert", "hw:cuda"]["kind"] == "runs_on"
+    text = io.StringIO()
+    json.dump(kg_export.node_link(GRAPH), text)
+    h = nx.node_link_graph(json.loads(text.getvalue()), edges="links")
+    assert h.is_multigraph() and h.number_of_nodes() == 4 and h.number_of_edges() == 3
