@@ -39,15 +39,20 @@ MAX_DELAY = 30.0
 async def serve(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Keep the knowledge graph of ``node`` current until cancelled."""
+    """Keep the knowledge graph of ``node`` current until cancelled.
+
+    Reports started at once: building a graph for a big database that has none (or an
+    outdated one) can take a while, and must not hold up the control socket or
+    systemd's READY=1; kg methods answer 'unavailable' until it is built.
+    """
     graph = KnowledgeGraph(node.store)
     node.store.on_commit.append(graph.on_commit)
+    task_status.started()
     try:
         rebuilt = await node.write_derived(lambda _s: graph.open())
         if rebuilt is not None:
             node.metrics.inc("kg_rebuilds")
         _GRAPHS[node] = graph
-        task_status.started()
         while True:
             await node.wait_changed()
             await _quiet(node)
@@ -87,11 +92,16 @@ async def flush(node: Node, graph: KnowledgeGraph) -> None:
         node.metrics.inc("kg_rows_updated", done["rows"])
 
 
+def is_ready(node: Node) -> bool:
+    """True once the graph of ``node`` is built and answering."""
+    return node in _GRAPHS
+
+
 def graph_of(node: Node) -> KnowledgeGraph:
     """The running graph of ``node``, or an 'unavailable' control error."""
     graph = _GRAPHS.get(node)
     if graph is None:
-        raise ControlError("unavailable", "the knowledge graph service is not running")
+        raise ControlError("unavailable", "the knowledge graph is not built yet (or not running)")
     return graph
 
 

@@ -29,6 +29,9 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(kg_methods.serve, node)
+            with trio.fail_after(30):
+                while not kg_methods.is_ready(node):
+                    await trio.sleep(0.01)
             yield node
             nursery.cancel_scope.cancel()
     finally:
