@@ -177,6 +177,8 @@ class KnowledgeGraph:
         cur = self.store.cursor()
         try:
             touched_configs = self._apply(cur, pending, applied)
+            # configurations whose family, modality or hardware type may have moved
+            touched_configs += _configs_of(cur, pending)
         except duckdb.Error:
             with self._lock:  # give the keys back: the next flush (or a rebuild) retries
                 for table, keys in pending.items():
@@ -184,12 +186,9 @@ class KnowledgeGraph:
             raise
         finally:
             cur.close()
-        if VIEW_ONLY & set(pending):
-            self.index.invalidate(None)  # families, modalities or hardware types moved
-        else:
-            self.index.invalidate(touched_configs)
+        self.index.invalidate(touched_configs)
         self.last_flush = {
-            "rows": sum(map(len, pending.values())),
+            "rows": rows,
             "configs": len(touched_configs),
             "ms": round((time.perf_counter() - started) * 1000, 3),
         }
@@ -261,3 +260,20 @@ class KnowledgeGraph:
         finally:
             cur.close()
         return len(edges)
+
+
+def _configs_of(cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]]) -> list[str]:
+    """Configuration ids of the models and hardware platforms in ``pending``."""
+    out: list[str] = []
+    for table, column in (("models", "model_id"), ("hardware_platforms", "hardware_id")):
+        if pending.get(table):
+            cur.register("kg_owner_keys", pa.table({"k": pa.array(sorted(pending[table]))}))
+            try:
+                rows = cur.execute(
+                    f"SELECT config_id FROM kg.configs WHERE {column} IN "
+                    "(SELECT k FROM kg_owner_keys)"
+                ).fetchall()
+            finally:
+                cur.unregister("kg_owner_keys")
+            out += [r[0] for r in rows]
+    return out

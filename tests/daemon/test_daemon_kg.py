@@ -24,6 +24,7 @@ from storekit import chain
 
 from daemon import kg as kg_module
 from daemon.kg import KnowledgeGraph
+from daemon.kg_index import CATEGORIES
 from daemon.kg_patterns import compatibility_map, detect_patterns
 from daemon.store import Store
 
@@ -192,6 +193,16 @@ def test_index_patches_match_a_fresh_load(store: Store, graph: KnowledgeGraph) -
     assert patched[0] == "config:llama-7b|cuda:A100|32|fp16"
     graph.index.invalidate(None)
     assert similar(graph, "resnet-50|cuda:A100|32|fp16") == patched
+    # a family change patches the model's configurations only, like a fresh load
+    store.commit_local("me", [models([("resnet-50", "vision-cnn", "vision")])])
+    graph.flush()
+    patched_state = index_state(graph)
+    assert graph.index.info["model_id"].tolist().count("resnet-50") == 2
+    graph.index.invalidate(None)
+    assert index_state(graph) == patched_state
+    fam = {v: c for c, v in graph.index._codes["family"]._codes.items()}
+    i = graph.index.pos["resnet-50|cpu|1|fp32"]
+    assert fam[int(graph.index.cats[i, 2])] == "vision-cnn"
 
 
 # -- patterns, regressions, compatibility ---------------------------------------------------------
@@ -300,8 +311,13 @@ def index_state(graph: KnowledgeGraph) -> dict[str, tuple]:
     finally:
         cur.close()
     index = graph.index
+    names = [{c: v for v, c in index._codes[n]._codes.items()} for n in CATEGORIES]
     return {
-        cid: (tuple(round(float(x), 6) for x in index.z[i]), float(round(index.norm2[i], 6)))
+        cid: (
+            tuple(round(float(x), 6) for x in index.z[i]),
+            float(round(index.norm2[i], 6)),
+            tuple(names[b].get(int(c)) for b, c in enumerate(index.cats[i])),
+        )
         for cid, i in index.pos.items()
     }
 
