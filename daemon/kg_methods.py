@@ -1,9 +1,9 @@
 """The knowledge-graph service and its control methods (``peerctl kg ...``).
 
-``serve`` opens the graph (rebuilding it when it is missing or behind), hooks it to
-the store's commits, and folds committed changes into it after every change, in the
-writer thread. Every kg query first folds anything still pending, so a query sees
-every write committed before it.
+``serve`` opens the graph (rebuilding it when it is missing, outdated or behind),
+hooks it to the store's commits, and folds committed changes into it once writes
+pause, in the writer thread. Every kg query first folds anything still pending, so a
+query sees every write committed before it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ async def serve(
     node.store.on_commit.append(graph.on_commit)
     task_status.started()
     try:
-        rebuilt = await node.write_derived(lambda _s: graph.open())
+        try:
+            rebuilt = await node.write_derived(lambda _s: graph.open())
+        except duckdb.Error as exc:  # the daemon serves on; kg methods say 'unavailable'
+            node.metrics.inc("kg_errors")
+            log.error("knowledge graph could not be built", error=str(exc))
+            await trio.sleep_forever()
         if rebuilt is not None:
             node.metrics.inc("kg_rebuilds")
         _GRAPHS[node] = graph

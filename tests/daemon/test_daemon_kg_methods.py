@@ -148,3 +148,27 @@ async def test_a_failed_update_is_counted_and_rebuilds(
     monkeypatch.undo()
     out = await kg_methods.kg_similar(node, {"node": "resnet-50|cuda:A100|32|fp16"})
     assert out["configs"] == 4  # the rebuild read the committed rows
+
+
+async def test_a_graph_that_cannot_be_built_leaves_the_daemon_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object) -> None:
+        raise duckdb.IOException("no space left on device")
+
+    monkeypatch.setattr(kg_methods.KnowledgeGraph, "open", broken)
+    store = Store(tmp_path / "duckpeer.duckdb")
+    node = Node(Config(data_dir=tmp_path), store, "peerC")
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(kg_methods.serve, node)
+            with trio.fail_after(10):
+                while node.metrics.get("kg_errors") == 0:
+                    await trio.sleep(0.01)
+            with pytest.raises(ControlError) as info:
+                await kg_methods.METHODS["kg_similar"](node, {"node": "x"})
+            assert info.value.code == "unavailable"
+            await write(node, results(ROWS))  # writes go on
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
