@@ -197,7 +197,7 @@ def kg_figures(r: dict[str, Any]) -> list[list[Any]]:
     rows.append(["kg", f"top-10 similar among {t['configs']:,} configs, p50 ms", t["p50_ms"],
                  "<= 20", verdict(t["p50_ms"] <= 20)])  # fmt: skip
     ins = r["incremental"]["insert"]
-    rows.append(["kg", "1k-row changeset: kg flush ms", ins["kg_flush_ms"], "", ""])
+    rows.append(["kg", "kg flush after a 1k-row changeset, ms", ins["kg_flush_ms"], "", ""])
     return rows
 
 
