@@ -29,6 +29,7 @@ BENCHES = {
     "catchup": "bench_catchup.py",
     "checkpoint": "bench_checkpoint.py",
     "conflicts": "bench_conflicts.py",
+    "kg": "bench_kg.py",
 }
 
 
@@ -190,6 +191,25 @@ def figures(which: list[str]) -> list[list[Any]]:
                     "",
                 ]
             )
+    if "kg" in which and (r := load("bench_kg")):
+        rows += kg_figures(r)
+    return rows
+
+
+def kg_figures(r: dict[str, Any]) -> list[list[Any]]:
+    """Rows for bench_kg: population, top-10 similar, incremental update."""
+    rows: list[list[Any]] = []
+    for label, goal in (("small", 0.5), ("big", 60.0)):
+        p = r[f"populate_{label}"]
+        full = p["results"] in (10_000, 1_000_000)
+        ok = verdict(p["seconds"] <= goal) if full else ""
+        rows.append(["kg", f"populate {p['results']:,} results, s", p["seconds"],
+                     f"<= {goal}" if full else "", ok])  # fmt: skip
+    t = r["top10"]
+    rows.append(["kg", f"top-10 similar among {t['configs']:,} configs, p50 ms", t["p50_ms"],
+                 "<= 20", verdict(t["p50_ms"] <= 20)])  # fmt: skip
+    ins = r["incremental"]["insert"]
+    rows.append(["kg", "kg flush after a 1k-row changeset, ms", ins["kg_flush_ms"], "", ""])
     return rows
 
 

@@ -30,7 +30,10 @@ from protocol import vv
 
 # Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
 # ``fn(node, params)`` is a coroutine returning msgpack-able data.
-FEATURE_MODULES: tuple[str, ...] = ("daemon.conflict_methods",)
+FEATURE_MODULES: tuple[str, ...] = (
+    "daemon.conflict_methods",
+    "daemon.kg_methods",
+)
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:

@@ -71,6 +71,11 @@ class Node:
         self.notify_changed()
         return result
 
+    async def write_derived(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` in the writer thread without signalling a change: for local
+        derived state (the knowledge graph) that is not part of the replicated database."""
+        return await trio.to_thread.run_sync(fn, self.store, limiter=self._write_limiter)
+
     async def read(self, fn: Callable[[Store], T]) -> T:
         """Run a read-only ``fn(store)`` in a reader thread."""
         return await trio.to_thread.run_sync(fn, self.store, limiter=self._read_limiter)

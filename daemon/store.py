@@ -37,6 +37,7 @@ from protocol.schema import TABLES
 
 SCHEMA_VERSION = 1
 Admit = Callable[[Changeset, bytes], "str | None"]
+OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
 
 
@@ -88,6 +89,10 @@ class Store:
         self._last_conflicts = 0
         self._entry_tables: set[str] = set()
         self._state_lock = threading.Lock()
+        # Called in the writer thread after each committed batch with its changesets
+        # (local or remote) and the new applied count, before the new heads and CID are
+        # published: derived state such as the knowledge graph follows from here.
+        self.on_commit: list[OnCommit] = []
         self._load_state()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -160,6 +165,15 @@ class Store:
         select = ", ".join(f"(SELECT count(*) FROM store.{n})" for n in names)
         row = self._con.cursor().execute(f"SELECT {select}").fetchone() or ()
         return dict(zip(names, row, strict=True))
+
+    def applied_count(self) -> int:
+        """Changesets applied to this store so far (the last ``applied`` position)."""
+        with self._state_lock:
+            return self._applied_counter
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the database (one per thread; close it when done)."""
+        return self._con.cursor()
 
     def changeset_count(self) -> int:
         """Changesets in the log."""
@@ -367,6 +381,8 @@ class Store:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)
             self.head_hlc[item.changeset.origin] = item.changeset.hlc
         cid = database_cid(heads)  # pure Python, ~1 ms per origin: outside the lock
+        for hook in self.on_commit:
+            hook(items, self._applied_counter + len(items))
         with self._state_lock:
             self.heads, self._db_cid = heads, cid
             for item in items:

@@ -215,3 +215,37 @@ class Client:
         return self.call(  # type: ignore[no-any-return]
             "conflicts_resolve", id=ident, take=take, values=values
         )
+
+    # -- knowledge graph -------------------------------------------------------------------
+
+    def populate_from_benchmarks(self) -> dict[str, Any]:
+        """Rebuild the knowledge graph from the benchmark tables; returns time and sizes."""
+        return self.call("kg_populate")  # type: ignore[no-any-return]
+
+    def find_similar_benchmarks(
+        self, node: str, top_k: int = 10, min_similarity: float = -1.0
+    ) -> dict[str, Any]:
+        """The configurations (or models) most similar to ``node``, best first.
+
+        ``node`` is a configuration ``model|hardware|batch|precision`` or a model id,
+        optionally prefixed ``config:`` / ``model:``.
+        """
+        return self.call(  # type: ignore[no-any-return]
+            "kg_similar", node=node, top_k=top_k, min_similarity=min_similarity
+        )
+
+    def detect_performance_patterns(self, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """Hardware speed-ups, batch scaling, precision effects, outliers, regressions."""
+        return self.call("kg_patterns", limit=limit)  # type: ignore[no-any-return]
+
+    def create_hardware_compatibility_map(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{model: {hardware: {"status": ..., "reason": ..., ...}}}``."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in self.call("kg_compat"):
+            model, hardware = row.pop("model_id"), row.pop("hardware_id")
+            out.setdefault(model, {})[hardware] = row
+        return out
+
+    def knowledge_graph(self) -> dict[str, dict[str, list[Any]]]:
+        """All nodes and edges of the knowledge graph, column-wise."""
+        return self.call("kg_graph")  # type: ignore[no-any-return]
