@@ -26,7 +26,7 @@ def list_conflicts(store: Store, table: str | None = None) -> list[dict[str, Any
     if table is not None:
         sql += " WHERE tbl = ?"
         params.append(table)
-    rows = store.reader().execute(sql + " ORDER BY tbl, pk, _hlc, _origin", params)
+    rows = store.cursor().execute(sql + " ORDER BY tbl, pk, _hlc, _origin", params)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for tbl, pk, hlc, origin, op, data in rows.fetchall():
         entry = out.setdefault((tbl, pk), {"id": conflict_id(tbl, pk), "table": tbl, "key": pk,

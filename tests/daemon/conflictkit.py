@@ -55,7 +55,7 @@ def exchange(stores: Sequence[Store]) -> None:
 
 def snapshot(store: Store, like: str = "%") -> dict[str, Any]:
     """Rows with versions, tombstones, conflict bookkeeping and the CID."""
-    q = store.reader()
+    q = store.cursor()
     out: dict[str, Any] = {"cid": store.db_cid()}
     for name in TABLES:
         key = TABLES[name].key

@@ -33,7 +33,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
 
 def _row(store: Store, key: str) -> tuple[object, ...] | None:
     return (
-        store.reader()
+        store.cursor()
         .execute("SELECT model_name, model_family, modality FROM models WHERE model_id = ?", [key])
         .fetchone()
     )
@@ -159,7 +159,7 @@ def test_out_of_causal_order_arrival_ends_the_same(tmp_path: Path) -> None:
     update(c, "C", "m", modality="c")  # based on B's version
     only_c = [blk for batch in c.missing_for({**d.vector(), "B": 99}) for blk in batch]
     assert d.apply_blocks(only_c).applied == 1
-    pending = d.reader().execute("SELECT count(*) FROM store.pending_bases").fetchone()
+    pending = d.cursor().execute("SELECT count(*) FROM store.pending_bases").fetchone()
     assert pending == (1,)  # B's version is known to be superseded before it arrives
     exchange(stores)
     assert all(list_conflicts(s) == [] for s in stores)
