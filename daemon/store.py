@@ -352,6 +352,10 @@ class Store:
 
     # -- queries -------------------------------------------------------------------------
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor for read-only work in the calling thread (close it after use)."""
+        return self._con.cursor()
+
     def query(self, sql: str, max_rows: int, timeout: float) -> tuple[list[str], list[tuple]]:
         """Run an already-validated read-only query with a row cap and a deadline."""
         cur = self._con.cursor()

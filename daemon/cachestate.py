@@ -1,0 +1,78 @@
+"""The query cache's per-daemon state: result cache, query stats, limits.
+
+Kept beside the Node (not in it) so the feature stays in its own modules; every
+cache module reaches it through :func:`cache_state`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from daemon.node import Node
+from daemon.qcache import ResultCache
+from daemon.qstrategy import StatsTable, Thresholds
+from daemon.ratelimit import RateLimiter
+
+MAX_REMEMBERED_SPELLINGS = 1024
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """What the cache keeps for one key."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    sql: str  # the spelling whose column names ``columns`` are
+    rewrites: tuple[str, ...]
+
+
+def encoded_size(columns: list[str], rows: list[list[Any]]) -> int:
+    """Bytes of a result as msgpack (what the cache bound counts)."""
+    return len(msgpack.packb([columns, rows], use_bin_type=True))
+
+
+@dataclass
+class CacheState:
+    """Everything the query cache of one daemon holds."""
+
+    cache: ResultCache
+    stats: StatsTable
+    thresholds: Thresholds
+    share_limiter: RateLimiter
+    columns: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
+    prefetched: int = 0
+    peer_hits: int = 0
+    peer_misses: int = 0
+    served: int = 0
+
+    def remember_columns(self, sql: str, columns: list[str]) -> None:
+        """Output column names of one spelling of a query (bounded memo)."""
+        self.columns[sql] = columns
+        self.columns.move_to_end(sql)
+        while len(self.columns) > MAX_REMEMBERED_SPELLINGS:
+            self.columns.popitem(last=False)
+
+
+_STATES: weakref.WeakKeyDictionary[Node, CacheState] = weakref.WeakKeyDictionary()
+
+
+def cache_state(node: Node) -> CacheState:
+    """The cache state of ``node`` (created from its config on first use)."""
+    state = _STATES.get(node)
+    if state is None:
+        config = node.config
+        state = CacheState(
+            cache=ResultCache(config.cache_max_bytes, config.cache_max_entry_bytes or None),
+            stats=StatsTable(),
+            thresholds=Thresholds(
+                config.cache_cheap_ms, config.cache_aggressive_ms, config.cache_hot_requests
+            ),
+            share_limiter=RateLimiter(config.cache_share_per_second, 40),
+        )
+        _STATES[node] = state
+    return state

@@ -1,0 +1,62 @@
+"""Normalized query fingerprints: the query part of a result-cache key.
+
+A query is parsed with sqlglot (DuckDB dialect), its identifiers are folded to lower
+case (DuckDB identifiers are case-insensitive, quoted or not), constant expressions are
+folded and predicates put in a canonical order (``sqlglot.optimizer.simplify``), and
+the tree is printed back as canonical SQL. The fingerprint is the SHA-256 of that text.
+So whitespace, keyword case, identifier case and ``1 + 1`` vs ``2`` do not split cache
+entries, while anything that can change the rows (a different literal, column, table,
+operator, ORDER BY or LIMIT) gives a different text and a different fingerprint.
+
+Output column *names* may still differ between equivalent spellings (DuckDB names
+``sum(X)`` after the text as written); the cache stores rows once and asks DuckDB for
+the names of a new spelling (see ``daemon.querycache``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.simplify import simplify
+
+from daemon.sandbox import QueryRejected, validate_query
+
+DIALECT = "duckdb"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A query's fingerprint (hex SHA-256) and the canonical SQL it hashes."""
+
+    digest: str
+    normalized: str
+
+
+@functools.lru_cache(maxsize=4096)
+def fingerprint(sql: str) -> Fingerprint:
+    """Validate ``sql`` (read-only sandbox rules) and fingerprint it.
+
+    Raises QueryRejected when the query is not allowed or cannot be parsed.
+    """
+    return fingerprint_tree(validate_query(sql))
+
+
+def fingerprint_tree(tree: exp.Expression) -> Fingerprint:
+    """The fingerprint of an already parsed (and validated) query."""
+    text = canonical_sql(tree)
+    return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), text)
+
+
+def canonical_sql(tree: exp.Expression) -> str:
+    """The canonical text of a query: folded identifiers and constants, one spelling."""
+    try:
+        tree = normalize_identifiers(tree.copy(), dialect=DIALECT)
+        tree = simplify(tree, dialect=DIALECT)
+        return tree.sql(dialect=DIALECT, normalize=True, pretty=False)
+    except (SqlglotError, RecursionError) as exc:
+        raise QueryRejected(f"cannot normalize query: {str(exc).splitlines()[0]}") from exc
