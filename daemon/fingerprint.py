@@ -57,6 +57,6 @@ def canonical_sql(tree: exp.Expression) -> str:
     try:
         tree = normalize_identifiers(tree.copy(), dialect=DIALECT)
         tree = simplify(tree, dialect=DIALECT)
-        return tree.sql(dialect=DIALECT, normalize=True, pretty=False)
+        return tree.sql(dialect=DIALECT, normalize=True, pretty=False, identify=True)
     except (SqlglotError, RecursionError) as exc:
         raise QueryRejected(f"cannot normalize query: {str(exc).splitlines()[0]}") from exc
