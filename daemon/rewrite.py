@@ -94,7 +94,24 @@ def rewrite(tree: exp.Expression, original_sql: str | None = None) -> Rewritten:
 def _changed(step: str, before: exp.Expression, after: exp.Expression) -> bool:
     if step == "constant_folding":  # a mere reordering of predicates is not worth a rewrite
         return _size(after) < _size(before)
+    if step == "predicate_pushdown":  # some predicate now sits in a subquery or CTE
+        return _nested_predicates(after) > _nested_predicates(before)
     return after.sql(dialect=DIALECT) != before.sql(dialect=DIALECT)
+
+
+def _nested_predicates(tree: exp.Expression) -> int:
+    """Conjuncts in the WHERE, HAVING and JOIN ON clauses of every select but the outermost."""
+    count = 0
+    for select in tree.find_all(exp.Select):
+        if select is tree:
+            continue
+        clauses = [select.args.get("where"), select.args.get("having")]
+        clauses += [j.args.get("on") for j in select.args.get("joins") or []]
+        for clause in clauses:
+            condition = clause.this if isinstance(clause, exp.Where | exp.Having) else clause
+            if condition is not None:
+                count += len(list(condition.flatten())) if isinstance(condition, exp.And) else 1
+    return count
 
 
 def _size(tree: exp.Expression) -> int:
