@@ -83,8 +83,13 @@ def _analyze(client: Client, args: argparse.Namespace) -> int:
         print_json(report)
         return EXIT_OK
     rows = [
-        ["  " * op["depth"] + op["name"], op["table"] or "", f"{op['ms']:.3f}",
-         _pct(op["share"]), op["rows"]]  # fmt: skip
+        [
+            "  " * op["depth"] + op["name"],
+            op["table"] or "",
+            f"{op['ms']:.3f}",
+            _pct(op["share"]),
+            op["rows"],
+        ]  # fmt: skip
         for op in report["operators"]
     ]
     print_table(["operator", "table", "ms", "share", "rows"], rows)

@@ -75,7 +75,9 @@ async def test_cheap_queries_are_not_cached(tmp_path: Path) -> None:
 
 
 async def test_eviction_keeps_the_byte_bound(tmp_path: Path) -> None:
-    async with open_node(tmp_path, cache_max_bytes=6000, cache_max_entry_bytes=6000, **FAST) as node:
+    async with open_node(
+        tmp_path, cache_max_bytes=6000, cache_max_entry_bytes=6000, **FAST
+    ) as node:
         for batch in (1, 2, 4, 8, 16, 32):
             await call(node, "query", sql=f"SELECT * FROM performance_results WHERE batch_size = "
                                           f"{batch} ORDER BY result_id LIMIT 20")  # fmt: skip

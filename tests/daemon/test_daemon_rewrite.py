@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cachekit import make_node
 
 from daemon.rewrite import rewrite_sql
 from daemon.store import Store
-from cachekit import make_node
 
 PR = "performance_results"
 QUERIES = [
