@@ -89,7 +89,7 @@ def _analyze(client: Client, args: argparse.Namespace) -> int:
             f"{op['ms']:.3f}",
             _pct(op["share"]),
             op["rows"],
-        ]  # fmt: skip
+        ]
         for op in report["operators"]
     ]
     print_table(["operator", "table", "ms", "share", "rows"], rows)

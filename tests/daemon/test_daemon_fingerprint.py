@@ -60,6 +60,9 @@ def test_normalized_text_is_what_is_hashed() -> None:
     assert len(fp.digest) == 64
 
 
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.integers(-(10**12), 10**12), st.integers(-(10**12), 10**12))
 def test_different_integer_literals_never_collide(a: int, b: int) -> None:
@@ -69,8 +72,7 @@ def test_different_integer_literals_never_collide(a: int, b: int) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
-       st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12))  # fmt: skip
+@given(TEXT, TEXT)
 def test_different_string_literals_never_collide(a: str, b: str) -> None:
     sql = "SELECT count(*) FROM models WHERE model_name = '{}'"
     fa = fingerprint(sql.format(a.replace("'", "''")))
