@@ -15,8 +15,9 @@ the names of a new spelling (see ``daemon.querycache``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -37,13 +38,31 @@ class Fingerprint:
     normalized: str
 
 
-@functools.lru_cache(maxsize=4096)
+MEMO_SIZE = 4096
+_memo: OrderedDict[str, Fingerprint] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def known_fingerprint(sql: str) -> Fingerprint | None:
+    """The fingerprint of a text fingerprinted before (cheap: no parsing), or None."""
+    with _memo_lock:
+        return _memo.get(sql)
+
+
 def fingerprint(sql: str) -> Fingerprint:
-    """Validate ``sql`` (read-only sandbox rules) and fingerprint it.
+    """Validate ``sql`` (read-only sandbox rules) and fingerprint it (memoized by text).
 
     Raises QueryRejected when the query is not allowed or cannot be parsed.
     """
-    return fingerprint_tree(validate_query(sql))
+    found = known_fingerprint(sql)
+    if found is not None:
+        return found
+    found = fingerprint_tree(validate_query(sql))
+    with _memo_lock:
+        _memo[sql] = found
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return found
 
 
 def fingerprint_tree(tree: exp.Expression) -> Fingerprint:

@@ -18,7 +18,7 @@ import trio
 
 from daemon import cacheshare
 from daemon.cachestate import CachedResult, CacheState, cache_state, encoded_size
-from daemon.fingerprint import Fingerprint, fingerprint
+from daemon.fingerprint import Fingerprint, fingerprint, known_fingerprint
 from daemon.node import Node
 from daemon.qcache import CacheKey
 from daemon.qstrategy import NONE, strategy
@@ -95,8 +95,8 @@ async def lookup(node: Node, sql: str, max_rows: int, use_cache: bool = True) ->
     if not (use_cache and node.config.cache_enabled):
         return None
     started = time.perf_counter()
-    try:
-        fp = await trio.to_thread.run_sync(fingerprint, sql)
+    try:  # parsing is CPU work: off the event loop unless this text was seen before
+        fp = known_fingerprint(sql) or await trio.to_thread.run_sync(fingerprint, sql)
     except QueryRejected:
         return None  # the normal path reports it
     state = cache_state(node)
@@ -114,6 +114,7 @@ async def lookup(node: Node, sql: str, max_rows: int, use_cache: bool = True) ->
         source = "peer"
     else:
         node.metrics.inc("cache_hits")
+    node.metrics.inc("queries")
     stats.hits += 1
     columns = await _columns_for(node, state, sql, value)
     return _result(value, columns, fp, key, source, started)

@@ -87,7 +87,7 @@ async def test_a_peer_at_the_same_cid_answers_a_miss(tmp_path: Path, nursery: tr
     assert shared["columns"] == from_a["columns"]
     assert b.metrics.get("cache_peer_hits") == 1 and a.metrics.get("cache_share_served") == 1
     assert (await call(b, "query", sql=AGG))["cache"] == "hit"  # kept locally too
-    assert b.metrics.get("queries") == 0  # B never ran it
+    assert (await call(b, "query_explain_cache", sql=AGG))["runs"] == 0  # B never ran it
 
 
 async def test_no_peer_at_our_cid_means_running_it(tmp_path: Path, nursery: trio.Nursery) -> None:
