@@ -21,7 +21,7 @@ from daemon.handlers import _param
 from daemon.node import Node
 from daemon.qcache import CacheKey
 from daemon.qstrategy import strategy
-from daemon.rewrite import rewrite_sql
+from daemon.querycache import plan_query
 from daemon.sandbox import QueryRejected
 
 
@@ -71,7 +71,7 @@ async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, A
     )
     try:
         fp = await trio.to_thread.run_sync(fingerprint, sql)
-        plan = await trio.to_thread.run_sync(rewrite_sql, sql)
+        plan = await trio.to_thread.run_sync(plan_query, sql)
     except QueryRejected as exc:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc

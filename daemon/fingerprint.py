@@ -36,6 +36,8 @@ class Fingerprint:
 
     digest: str
     normalized: str
+    folded: bool = False  # constant folding made the query smaller
+    nested: bool = False  # it has subqueries, CTEs or set operations
 
 
 MEMO_SIZE = 4096
@@ -67,15 +69,21 @@ def fingerprint(sql: str) -> Fingerprint:
 
 def fingerprint_tree(tree: exp.Expression) -> Fingerprint:
     """The fingerprint of an already parsed (and validated) query."""
-    text = canonical_sql(tree)
-    return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), text)
+    text, folded = canonical_sql(tree)
+    nested = any(s is not tree for s in tree.find_all(exp.Select)) or not isinstance(
+        tree, exp.Select
+    )
+    return Fingerprint(hashlib.sha256(text.encode()).hexdigest(), text, folded, nested)
 
 
-def canonical_sql(tree: exp.Expression) -> str:
-    """The canonical text of a query: folded identifiers and constants, one spelling."""
+def canonical_sql(tree: exp.Expression) -> tuple[str, bool]:
+    """The canonical text of a query (folded identifiers and constants, one spelling),
+    and whether folding constants made it smaller."""
     try:
         tree = normalize_identifiers(tree.copy(), dialect=DIALECT)
+        before = sum(1 for _ in tree.walk())
         tree = simplify(tree, dialect=DIALECT)
-        return tree.sql(dialect=DIALECT, normalize=True, pretty=False, identify=True)
+        folded = sum(1 for _ in tree.walk()) < before
+        return tree.sql(dialect=DIALECT, normalize=True, pretty=False, identify=True), folded
     except (SqlglotError, RecursionError) as exc:
         raise QueryRejected(f"cannot normalize query: {str(exc).splitlines()[0]}") from exc

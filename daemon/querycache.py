@@ -8,7 +8,9 @@ to the exact CID it was computed at) and hands the outcome to :func:`remember`.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,7 @@ from daemon.fingerprint import Fingerprint, fingerprint, known_fingerprint
 from daemon.node import Node
 from daemon.qcache import CacheKey
 from daemon.qstrategy import NONE, strategy
-from daemon.rewrite import rewrite_sql
+from daemon.rewrite import Rewritten, rewrite_sql
 from daemon.sandbox import QueryRejected
 from daemon.store import Store, StoreError
 
@@ -51,7 +53,7 @@ def execute(
 
     Runs in a reader thread. Raises duckdb errors, StoreError on the row cap.
     """
-    plan = rewrite_sql(sql)
+    plan = plan_query(sql)
     cur = store.reader()
     timer = _interrupt_after(cur, timeout)
     try:
@@ -74,14 +76,39 @@ def execute(
     return Executed(columns, rows, plan.rewrites, snapshot_cid, encoded_size(columns, rows))
 
 
+_plans: OrderedDict[str, Rewritten] = OrderedDict()
+_plans_lock = threading.Lock()
+MAX_PLANS = 1024
+
+
+def plan_query(sql: str) -> Rewritten:
+    """What to run for ``sql``: the rewrites of ``daemon.rewrite``, computed once per
+    fingerprint (every spelling shares them). A query without subqueries, CTEs or set
+    operations has nothing to push down: only its folded constants can change, and the
+    fingerprint's canonical text already has them folded, so no optimizer pass runs."""
+    fp = fingerprint(sql)
+    folding: tuple[str, ...] = ("constant_folding",) if fp.folded else ()
+    if not fp.nested:
+        return Rewritten(fp.normalized, folding) if fp.folded else Rewritten(sql, ())
+    with _plans_lock:
+        found = _plans.get(fp.digest)
+    if found is None:
+        found = rewrite_sql(fp.normalized)
+        with _plans_lock:
+            _plans[fp.digest] = found
+            while len(_plans) > MAX_PLANS:
+                _plans.popitem(last=False)
+    if found.rewrites:
+        return Rewritten(found.sql, folding + found.rewrites)
+    return Rewritten(fp.normalized, folding) if fp.folded else Rewritten(sql, ())
+
+
 def output_columns(cur: Any, sql: str) -> list[str]:
     """Output column names of ``sql`` as DuckDB names them (bound, not run)."""
     return [row[0] for row in cur.execute(f"DESCRIBE {sql}").fetchall()]
 
 
 def _interrupt_after(cur: Any, timeout: float) -> Any:
-    import threading
-
     timer = threading.Timer(timeout, cur.interrupt)
     timer.start()
     return timer

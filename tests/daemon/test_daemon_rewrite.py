@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cachekit import make_node
 
+from daemon.querycache import plan_query
 from daemon.rewrite import rewrite_sql
 from daemon.store import Store
 
@@ -73,6 +74,9 @@ def test_rewrites_preserve_the_result(store: Store, sql: str) -> None:
     assert rows(store, plan.sql) == rows(store, sql)
     if plan.rewrites:
         assert plan.sql != sql
+    used = plan_query(sql)  # what the query path runs: rewrites shared per fingerprint
+    assert rows(store, used.sql) == rows(store, sql)
+    assert set(plan.rewrites) <= set(used.rewrites) | {"constant_folding"}
 
 
 def test_each_rewrite_applies_somewhere() -> None:
