@@ -31,9 +31,25 @@ class CachedResult:
     rewrites: tuple[str, ...]
 
 
+MAX_ENTRY_BYTES = 64 << 20  # no single result larger than this is cached
+SIZE_CHUNK = 10_000
+
+
 def encoded_size(columns: list[str], rows: list[list[Any]]) -> int:
-    """Bytes of a result as msgpack (what the cache bound counts)."""
-    return len(msgpack.packb([columns, rows], use_bin_type=True))
+    """Bytes of a result as msgpack (what the cache bound counts). Counting stops past
+    :data:`MAX_ENTRY_BYTES` (such a result is never cached), so a huge result costs at
+    most that much packing."""
+    total = 1 + len(msgpack.packb(columns, use_bin_type=True)) + _array_header(len(rows))
+    for start in range(0, len(rows), SIZE_CHUNK):
+        chunk = rows[start : start + SIZE_CHUNK]
+        total += len(msgpack.packb(chunk, use_bin_type=True)) - _array_header(len(chunk))
+        if total > MAX_ENTRY_BYTES:
+            break
+    return total
+
+
+def _array_header(length: int) -> int:
+    return 1 if length < 16 else 3 if length < 1 << 16 else 5
 
 
 @dataclass
@@ -58,6 +74,10 @@ class CacheState:
             self.columns.popitem(last=False)
 
 
+def _entry_limit(max_bytes: int, max_entry_bytes: int) -> int:
+    return min(max_entry_bytes or max_bytes // 4, MAX_ENTRY_BYTES)
+
+
 _STATES: weakref.WeakKeyDictionary[Node, CacheState] = weakref.WeakKeyDictionary()
 
 
@@ -67,7 +87,10 @@ def cache_state(node: Node) -> CacheState:
     if state is None:
         config = node.config
         state = CacheState(
-            cache=ResultCache(config.cache_max_bytes, config.cache_max_entry_bytes or None),
+            cache=ResultCache(
+                config.cache_max_bytes,
+                _entry_limit(config.cache_max_bytes, config.cache_max_entry_bytes),
+            ),
             stats=StatsTable(),
             thresholds=Thresholds(
                 config.cache_cheap_ms, config.cache_aggressive_ms, config.cache_hot_requests

@@ -12,10 +12,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import structlog
 import trio
 
 from daemon import cacheshare
@@ -28,8 +27,6 @@ from daemon.rewrite import Rewritten, rewrite_sql
 from daemon.sandbox import QueryRejected
 from daemon.store import Store, StoreError
 
-log = structlog.get_logger("cache")
-
 
 @dataclass
 class Executed:
@@ -40,7 +37,6 @@ class Executed:
     rewrites: tuple[str, ...] = ()
     db_cid: str = ""  # the CID of the snapshot the query read; "" if unknown
     size: int = 0  # encoded bytes of columns + rows
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 # -- execution (reader thread) -------------------------------------------------------------
@@ -117,7 +113,9 @@ def _interrupt_after(cur: Any, timeout: float) -> Any:
 # -- lookup (event loop) --------------------------------------------------------------------
 
 
-async def lookup(node: Node, sql: str, max_rows: int, use_cache: bool = True) -> dict | None:
+async def lookup(
+    node: Node, sql: str, max_rows: int, use_cache: bool = True
+) -> dict[str, Any] | None:
     """The cached result of ``sql`` at the current CID (ours or a peer's), or None."""
     if not (use_cache and node.config.cache_enabled):
         return None

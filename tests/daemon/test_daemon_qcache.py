@@ -135,3 +135,14 @@ def test_stats_table_is_bounded_and_ranks_hot_queries() -> None:
     assert len(table) == 3 and table.get("a") is None  # least recently asked dropped
     assert [s.fingerprint for s in table.hottest(limits, 10)] == ["b", "d"]
     assert [s.fingerprint for s in table.hottest(limits, 1)] == ["b"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 70_000), st.integers(0, 40))
+def test_encoded_size_is_the_msgpack_size(n: int, width: int) -> None:
+    import msgpack
+
+    from daemon.cachestate import encoded_size
+
+    rows = [[i, "v" * (i % width)] for i in range(n)]
+    assert encoded_size(["a", "b"], rows) == len(msgpack.packb([["a", "b"], rows]))
