@@ -138,7 +138,7 @@ def test_stats_table_is_bounded_and_ranks_hot_queries() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 70_000), st.integers(0, 40))
+@given(st.integers(0, 70_000), st.integers(1, 40))
 def test_encoded_size_is_the_msgpack_size(n: int, width: int) -> None:
     import msgpack
 
