@@ -64,9 +64,15 @@ class Operator:
 class Profile:
     """A parsed DuckDB JSON profile."""
 
-    total_ms: float
+    total_ms: float  # wall-clock time of the query
     rows_scanned: int
     operators: list[Operator]
+
+    @property
+    def operator_ms(self) -> float:
+        """Operator time summed over the plan (and over DuckDB's threads): the base of
+        each operator's share, since one operator's time can exceed the wall clock."""
+        return sum(op.ms for op in self.operators) or 1e-9
 
 
 @dataclass
@@ -119,13 +125,14 @@ def filter_columns(op: Operator) -> list[str]:
 
 def suggest(profile: Profile, facts: dict[str, TableFacts]) -> list[str]:
     """Concrete suggestions, each with the number from the profile behind it."""
-    total = profile.total_ms or 1e-9
+    total = profile.operator_ms
     out: list[str] = []
     for op in profile.operators:
         share = op.ms / total
         if share >= DOMINANT_SHARE:
             out.append(f"{op.name}{_on(op)} takes {op.ms:,.1f} ms = {share:.0%} of the "
-                       f"{profile.total_ms:,.1f} ms query time")  # fmt: skip
+                       f"operator time ({total:,.1f} ms over all threads; "
+                       f"{profile.total_ms:,.1f} ms wall clock)")  # fmt: skip
         out.extend(_scan_advice(op, share, facts))
         out.extend(_shape_advice(op))
     return out
@@ -189,6 +196,7 @@ def analyze(store: Store, sql: str, timeout: float) -> dict[str, Any]:
         cur.close()
     return {
         "total_ms": profile.total_ms,
+        "operator_ms": round(profile.operator_ms, 3),
         "rows_scanned": profile.rows_scanned,
         "operators": [
             {
@@ -196,7 +204,7 @@ def analyze(store: Store, sql: str, timeout: float) -> dict[str, Any]:
                 "depth": op.depth,
                 "ms": round(op.ms, 3),
                 "rows": op.rows,
-                "share": round(op.ms / (profile.total_ms or 1e-9), 4),
+                "share": round(op.ms / profile.operator_ms, 4),
                 "table": op.table,
                 "filters": op.filters,
             }

@@ -93,7 +93,8 @@ def _analyze(client: Client, args: argparse.Namespace) -> int:
         for op in report["operators"]
     ]
     print_table(["operator", "table", "ms", "share", "rows"], rows)
-    print(f"total {report['total_ms']} ms, {report['rows_scanned']:,} rows scanned")
+    print(f"{report['total_ms']} ms wall clock, {report['operator_ms']} ms of operator time "
+          f"(share is of that), {report['rows_scanned']:,} rows scanned")  # fmt: skip
     for line in report["suggestions"] or ["no suggestions: nothing in the profile stands out"]:
         print(f"- {line}")
     return EXIT_OK

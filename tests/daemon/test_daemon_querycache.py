@@ -152,7 +152,7 @@ def test_suggestions_carry_the_numbers() -> None:
     group = Operator("HASH_GROUP_BY", 0, 10.0, 900_000, child_rows=[1_000_000])
     facts = {"performance_results": TableFacts(10_000_000, {"result_id"}, {"model_id": 2_000_000})}
     text = "\n".join(suggest(Profile(900.0, 10_000_000, [group, join, scan, filtered]), facts))
-    assert "SEQ_SCAN on performance_results takes 820.0 ms = 91 %" in text.replace("%", " %")
+    assert "SEQ_SCAN on performance_results takes 820.0 ms = 69% of the operator time" in text
     assert "full scan of performance_results: 10,000,000 rows" in text
     assert "model_id: 2,000,000 distinct values" in text
     assert "HASH_JOIN produced 5,000,000 rows from inputs of at most 2,000 (2,500x)" in text
