@@ -156,9 +156,10 @@ def _scan_advice(op: Operator, share: float, facts: dict[str, TableFacts]) -> li
         if column not in fact.indexed and distinct >= min(10_000, fact.rows // 10):
             advice.append(
                 f"filter on {op.table}.{column}: {distinct:,} distinct values in {fact.rows:,} "
-                f"rows and no index, so the scan reads every row group it cannot prune by "
-                f"min/max ({op.ms:,.1f} ms); filter on the key "
-                f"({next(iter(fact.indexed), '-')}) or on created_at ranges instead"
+                f"rows and no index (only {'/'.join(sorted(fact.indexed))} has one): the scan "
+                f"reads every row group its min/max cannot rule out ({op.ms:,.1f} ms); rows "
+                f"ingested in {column} order prune far better, or narrow by a created_at "
+                "range first"
             )
     return advice
 
