@@ -120,10 +120,12 @@ async def lookup(
     if not (use_cache and node.config.cache_enabled):
         return None
     started = time.perf_counter()
-    try:  # parsing is CPU work: off the event loop unless this text was seen before
-        fp = known_fingerprint(sql) or await trio.to_thread.run_sync(fingerprint, sql)
-    except QueryRejected:
-        return None  # the normal path reports it
+    fp = known_fingerprint(sql)
+    if fp is None:  # parsing is CPU work: off the event loop unless this text was seen before
+        try:
+            fp = await trio.to_thread.run_sync(fingerprint, sql)
+        except QueryRejected:
+            return None  # the normal path reports it
     state = cache_state(node)
     stats = state.stats.asked(fp.digest, sql, max_rows)
     key = CacheKey(fp.digest, node.store.db_cid(), max_rows)
