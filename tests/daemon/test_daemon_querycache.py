@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 from cachekit import call, open_node, with_rows
 
 from daemon.analyze import Operator, Profile, TableFacts, suggest
@@ -157,3 +158,33 @@ def test_suggestions_carry_the_numbers() -> None:
     assert "model_id: 2,000,000 distinct values" in text
     assert "HASH_JOIN produced 5,000,000 rows from inputs of at most 2,000 (2,500x)" in text
     assert "900,000 groups from 1,000,000 rows" in text
+
+
+async def test_the_prefetch_service_fills_the_cache_after_a_commit(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    from daemon import prefetch
+    from daemon.demo import sample_results
+    from daemon.qcache import CacheKey
+    from daemon.writes import result_changes
+
+    async with open_node(tmp_path, cache_cheap_ms=0.0, cache_aggressive_ms=0.0,
+                         cache_hot_requests=2) as node:  # fmt: skip
+        for _ in range(2):
+            fp = (await call(node, "query", sql=AGG))["fingerprint"]
+        await nursery.start(prefetch.serve, node)
+        rows = sample_results(5, seed=4)
+        await node.commit_local(lambda store: result_changes(store, rows)[0])
+        key = CacheKey(fp, node.store.db_cid(), node.config.query_max_rows)
+        with trio.fail_after(20):
+            while key not in cache_state(node).cache:
+                await trio.sleep(0.01)
+        assert (await call(node, "query", sql=AGG))["cache"] == "hit"
+        nursery.cancel_scope.cancel()
+
+
+def test_clearing_the_cache_needs_write_access() -> None:
+    from daemon.control import WRITE_METHODS
+
+    assert "cache_clear" in WRITE_METHODS
+    assert not {"cache_stats", "query_explain_cache", "query_analyze"} & WRITE_METHODS
