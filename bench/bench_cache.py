@@ -89,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--write-every", type=int, default=25, help="queries between writes")
     p.add_argument("--think-ms", type=float, default=20.0, help="pause between queries")
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--keep", type=Path, help="build the stores here and keep them")
+    p.add_argument("--keep", type=Path, help="build the stores here and keep them (reused)")
     p.add_argument("--quick", action="store_true", help="1M rows, 200k-row workload")
     p.add_argument("--name", default="bench_cache", help="results file name")
     args = p.parse_args()
@@ -102,8 +102,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def build_store(data_dir: Path, rows: int, chunk: int = 100_000) -> float:
-    """A store of ``rows`` results at ``data_dir/duckpeer.duckdb``; returns seconds."""
+    """A store of ``rows`` results at ``data_dir/duckpeer.duckdb``; returns seconds.
+
+    A store already there (``--keep`` of an earlier run) is reused if it has ``rows``."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if (data_dir / "duckpeer.duckdb").exists():
+        store = Store(data_dir / "duckpeer.duckdb")
+        have = store.row_counts()["performance_results"]
+        store.close()
+        if have >= rows:
+            print(f"  reusing {data_dir} ({have:,} rows)")
+            return 0.0
+        raise SystemExit(f"{data_dir} holds {have:,} rows, not {rows:,}: use another --keep")
     started = time.perf_counter()
     with deferred_checkpoints(True):
         store = Store(data_dir / "duckpeer.duckdb")
