@@ -106,32 +106,44 @@ def same_cid_peers(node: Node, db_cid: str) -> list[str]:
 
 
 async def ask(node: Node, peer: str, key: CacheKey) -> CacheFound | None:
-    """One request to one peer; None on a miss or any failure (logged, counted)."""
+    """One request to one peer within ``cache_share_timeout``; None on a miss or any
+    failure (logged, counted)."""
     assert node.network is not None
-    state = cache_state(node)
-    limit = node.config.cache_share_max_bytes
-    with trio.move_on_after(node.config.cache_share_timeout):
+    stream: Libp2pByteStream | None = None
+    answer: cachemsg.CacheMessage | None = None
+    failed = False
+    with trio.move_on_after(node.config.cache_share_timeout) as scope:
         try:
             stream = await node.network.open_stream(peer, PROTOCOL)
+            answer = await _exchange(node, stream, key)
         except NetworkError as exc:
             log.debug("cache ask failed", peer=peer, error=str(exc))
-            return None
-        framed = FramedStream(stream, limit + 1024, node.config.cache_share_timeout)
-        try:
-            await framed.send(cachemsg.encode(CacheGet(*key)))
-            frame = await framed.receive()
-            answer = cachemsg.decode(frame, limit + 1024) if frame is not None else None
         except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+            failed = True
             node.metrics.inc("cache_share_errors")
             log.warning("cache answer refused", peer=peer, error=f"{type(exc).__name__}: {exc}")
-            await stream.reset()
-            return None
-        finally:
-            await framed.aclose()
-        if isinstance(answer, CacheFound):
-            state.peer_hits += 1
-            node.metrics.inc("cache_peer_hits")
-            return answer
+    if stream is not None:  # outside the (maybe expired) deadline: close or abort it
+        with trio.move_on_after(1.0):
+            await (stream.reset() if failed or scope.cancelled_caught else stream.close())
+    return _count(node, answer)
+
+
+async def _exchange(
+    node: Node, stream: Libp2pByteStream, key: CacheKey
+) -> cachemsg.CacheMessage | None:
+    limit = node.config.cache_share_max_bytes + 1024
+    framed = FramedStream(stream, limit, node.config.cache_share_timeout)
+    await framed.send(cachemsg.encode(CacheGet(*key)))
+    frame = await framed.receive()
+    return cachemsg.decode(frame, limit) if frame is not None else None
+
+
+def _count(node: Node, answer: cachemsg.CacheMessage | None) -> CacheFound | None:
+    state = cache_state(node)
+    if isinstance(answer, CacheFound):
+        state.peer_hits += 1
+        node.metrics.inc("cache_peer_hits")
+        return answer
     state.peer_misses += 1
     node.metrics.inc("cache_peer_misses")
     return None

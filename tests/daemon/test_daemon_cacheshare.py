@@ -138,3 +138,21 @@ def _close_stores() -> Iterator[None]:
     yield
     while OPEN:
         OPEN.pop().store.close()
+
+
+class SilentNetwork(FakeNetwork):
+    """A peer that accepts the stream and never answers."""
+
+    async def open_stream(self, peer_id: str, protocol: str) -> FakeStream:
+        ours, theirs = trio.testing.memory_stream_pair()
+        self.held = theirs  # keep the other end open, unread
+        return FakeStream(ours, peer_id)
+
+
+async def test_a_silent_peer_costs_one_timeout(tmp_path: Path, nursery: trio.Nursery) -> None:
+    a, b = pair(tmp_path, nursery, cache_share_timeout=0.3)
+    b.network = SilentNetwork(B_ID, a, nursery)  # type: ignore[assignment]
+    with trio.fail_after(10):
+        result = await call(b, "query", sql=AGG)
+    assert result["cache"] == "miss" and result["rows"]
+    assert b.metrics.get("cache_peer_misses") == 1
