@@ -2,7 +2,8 @@
 
 On a local miss, :func:`fetch` asks connected, trusted peers whose last announce named
 the same database CID (least loaded first, at most :data:`MAX_ASKED`), each within
-``cache_share_timeout``. An answer is accepted only for the exact fingerprint and CID
+``cache_share_timeout``; a peer that timed out or answered garbage is left alone for
+:data:`QUIET_SECONDS`. An answer is accepted only for the exact fingerprint and CID
 asked (the request names both; the server answers from that key only) and only from a
 trusted peer: a trusted peer could hand us a wrong result, exactly as it could hand us
 a wrong changeset, which is why ``trusted_peers`` matters (README, security).
@@ -31,6 +32,7 @@ log = structlog.get_logger("cacheshare")
 PROTOCOL = "/duckpeer/cache/1"
 MAX_REQUEST = 1024
 MAX_ASKED = 2
+QUIET_SECONDS = 30.0  # a peer that timed out or answered garbage is not asked for this long
 
 
 # -- server --------------------------------------------------------------------------------
@@ -88,7 +90,11 @@ async def fetch(node: Node, key: CacheKey) -> CachedResult | None:
     """A result for ``key`` from a peer at the same CID (cached locally too), or None."""
     if not node.config.cache_share or node.network is None:
         return None
-    for peer in same_cid_peers(node, key.db_cid)[:MAX_ASKED]:
+    quiet = cache_state(node).quiet_until
+    now = trio.current_time()
+    for peer in [p for p in same_cid_peers(node, key.db_cid) if quiet.get(p, 0.0) <= now][
+        :MAX_ASKED
+    ]:
         found = await ask(node, peer, key)
         if found is not None:
             return _adopt(node, key, found)
@@ -122,6 +128,8 @@ async def ask(node: Node, peer: str, key: CacheKey) -> CacheFound | None:
             failed = True
             node.metrics.inc("cache_share_errors")
             log.warning("cache answer refused", peer=peer, error=f"{type(exc).__name__}: {exc}")
+    if failed or scope.cancelled_caught:  # a broken or silent peer is not asked for a while
+        cache_state(node).quiet_until[peer] = trio.current_time() + QUIET_SECONDS
     if stream is not None:  # outside the (maybe expired) deadline: close or abort it
         with trio.move_on_after(1.0):
             await (stream.reset() if failed or scope.cancelled_caught else stream.close())

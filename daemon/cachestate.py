@@ -65,6 +65,7 @@ class CacheState:
     peer_hits: int = 0
     peer_misses: int = 0
     served: int = 0
+    quiet_until: dict[str, float] = field(default_factory=dict)  # peer -> trio time
 
     def remember_columns(self, sql: str, columns: list[str]) -> None:
         """Output column names of one spelling of a query (bounded memo)."""

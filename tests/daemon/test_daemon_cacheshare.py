@@ -156,3 +156,5 @@ async def test_a_silent_peer_costs_one_timeout(tmp_path: Path, nursery: trio.Nur
         result = await call(b, "query", sql=AGG)
     assert result["cache"] == "miss" and result["rows"]
     assert b.metrics.get("cache_peer_misses") == 1
+    other = await call(b, "query", sql=AGG.replace("max(", "min("))  # not asked again
+    assert other["cache"] == "miss" and b.metrics.get("cache_peer_misses") == 1
