@@ -13,7 +13,7 @@ changed the query:
   CTEs they only depend on (``pushdown_predicates``).
 
 DuckDB's own optimizer does much of this for a local query; the rewrites matter when a
-query is split into fragments for other peers (``daemon`` distributed queries call
+query is split into fragments for other peers (a distributed planner can call
 :func:`rewrite` on a fragment), and they make equivalent spellings run the same SQL.
 A query the rewriter cannot qualify (unknown column, ambiguous reference) is run as
 written. The rewritten SQL's output column names may differ; the caller keeps the
