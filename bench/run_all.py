@@ -30,6 +30,7 @@ BENCHES = {
     "checkpoint": "bench_checkpoint.py",
     "conflicts": "bench_conflicts.py",
     "kg": "bench_kg.py",
+    "cache": "bench_cache.py",
 }
 
 
@@ -193,6 +194,8 @@ def figures(which: list[str]) -> list[list[Any]]:
             )
     if "kg" in which and (r := load("bench_kg")):
         rows += kg_figures(r)
+    if "cache" in which and (r := load("bench_cache")):
+        rows.extend(cache_figures(r))
     return rows
 
 
@@ -211,6 +214,27 @@ def kg_figures(r: dict[str, Any]) -> list[list[Any]]:
     ins = r["incremental"]["insert"]
     rows.append(["kg", "kg flush after a 1k-row changeset, ms", ins["kg_flush_ms"], "", ""])
     return rows
+
+
+def cache_figures(r: dict[str, Any]) -> list[list[Any]]:
+    """Rows for bench_cache: cold vs cached (client and peerctl), dashboard hit rate."""
+    agg, dash = r["aggregation"], r["dashboard"]
+    cli = agg["cli"]
+    return [
+        ["cache", f"aggregation over {agg['rows']:,} rows, cold p50 ms (client)",
+         agg["client_cold"]["p50_ms"], "~1000 (10M)", ""],
+        ["cache", "  cached p50 ms (client, one connection)", agg["client_cached"]["p50_ms"],
+         "", ""],
+        ["cache", "  speed-up cold/cached (client)", agg["client_speedup_p50"], ">= 50",
+         verdict(agg["client_speedup_p50"] >= 50)],
+        ["cache", "  speed-up cold/cached (peerctl)", cli["speedup_p50"], "", ""],
+        ["cache", "  peerctl cached p50 ms / status floor p50 ms",
+         f"{cli['cached']['p50_ms']:.0f} / {cli['status_floor']['p50_ms']:.0f}", "", ""],
+        ["cache", "dashboard replay hit rate", dash["with_cache"]["hit_rate"], "40-70 % (old)",
+         ""],
+        ["cache", "  replay speed-up (busy time)", dash["speedup_busy_time"], "1.3-1.7x (old)",
+         ""],
+    ]  # fmt: skip
 
 
 def main() -> int:

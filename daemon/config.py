@@ -11,6 +11,8 @@ from typing import Any
 from protocol.conflicts import Strategy, parse_strategy
 from protocol.schema import TABLES
 
+CACHE_SHARE_LIMIT = 64 << 20  # protocol.cachemsg.MAX_RESULT_BYTES
+
 
 class ConfigError(ValueError):
     """The configuration file, an environment variable or a flag is invalid."""
@@ -59,6 +61,20 @@ class Config:
         chosen = {table: parse_strategy(name) for table, name in self.conflicts}
         return {table: chosen.get(table, Strategy.LATEST) for table in TABLES}
 
+    # Result cache ([cache] section of the file: ``max_bytes = ...`` sets cache_max_bytes).
+    cache_enabled: bool = True
+    cache_max_bytes: int = 256 << 20
+    cache_max_entry_bytes: int = 0  # 0 = a quarter of cache_max_bytes
+    cache_cheap_ms: float = 1.0  # queries cheaper than this are not cached
+    cache_aggressive_ms: float = 50.0  # hot queries at least this costly are prefetched
+    cache_hot_requests: int = 3  # asks before a costly query counts as hot
+    cache_prefetch_max: int = 8  # queries re-run per new CID; 0 = no prefetch
+    cache_share: bool = True  # ask / answer peers at the same CID
+    cache_share_min_ms: float = 20.0  # ask peers only for queries at least this costly
+    cache_share_timeout: float = 2.0
+    cache_share_max_bytes: int = 16 << 20  # largest result sent to or taken from a peer
+    cache_share_per_second: float = 20.0  # answers per asking peer (bursts of 40)
+
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
         return not self.trusted_peers or peer_id in self.trusted_peers
@@ -105,10 +121,22 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"metrics"}
+    unknown = set(raw) - set(_TYPES) - {"metrics", "cache"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
-    return {k: v for k, v in raw.items() if k in _TYPES}
+    return {k: v for k, v in raw.items() if k in _TYPES} | _section(path, raw, "cache")
+
+
+def _section(path: Path, raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """A ``[name]`` table as ``name_<key>`` fields."""
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config {path}: [{name}] must be a table")
+    fields_ = {f"{name}_{k}": v for k, v in table.items()}
+    unknown = sorted(k for k in fields_ if k not in _TYPES)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown keys in [{name}]: {unknown}")
+    return fields_
 
 
 def _from_env(env: dict[str, str]) -> dict[str, Any]:
@@ -124,9 +152,26 @@ def _build(values: dict[str, Any]) -> Config:
     config = Config()
     converted = {name: _convert(name, value) for name, value in values.items()}
     try:
-        return replace(config, **converted)
+        built = replace(config, **converted)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    _check_cache(built)
+    return built
+
+
+def _check_cache(config: Config) -> None:
+    for name in ("cache_max_bytes", "cache_max_entry_bytes", "cache_prefetch_max",
+                 "cache_cheap_ms", "cache_share_min_ms", "cache_share_per_second"):  # fmt: skip
+        if getattr(config, name) < 0:
+            raise ConfigError(f"config {name}: must be >= 0, got {getattr(config, name)}")
+    if config.cache_hot_requests < 1:
+        raise ConfigError("config cache_hot_requests: must be >= 1")
+    if config.cache_aggressive_ms < config.cache_cheap_ms:
+        raise ConfigError("config cache_aggressive_ms: must be >= cache_cheap_ms")
+    if config.cache_share_timeout <= 0:
+        raise ConfigError("config cache_share_timeout: must be > 0")
+    if config.cache_share_max_bytes > CACHE_SHARE_LIMIT:
+        raise ConfigError(f"config cache_share_max_bytes: at most {CACHE_SHARE_LIMIT}")
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -73,7 +73,16 @@ async def _answers(path: Path) -> bool:
 
 
 WRITE_METHODS = frozenset(
-    {"record", "ingest", "update", "delete", "connect", "import_rows", "conflicts_resolve"}
+    {
+        "record",
+        "ingest",
+        "update",
+        "delete",
+        "connect",
+        "import_rows",
+        "conflicts_resolve",
+        "cache_clear",
+    }
 )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import trio
 
-from daemon import sync
+from daemon import querycache, sync
 from daemon.control import ControlError, Handler
 from daemon.gossip import current_announce
 from daemon.network import NetworkError
@@ -33,6 +33,7 @@ from protocol import vv
 FEATURE_MODULES: tuple[str, ...] = (
     "daemon.conflict_methods",
     "daemon.kg_methods",
+    "daemon.cache_methods",
 )
 
 
@@ -249,21 +250,24 @@ async def import_rows(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    """Run a read-only SELECT over the replicated tables."""
+    """Run a read-only SELECT over the replicated tables (answered from the result cache
+    when it holds this query at the current database CID)."""
     sql = _param(params, "sql", str)
     max_rows = min(
         int(params.get("max_rows") or node.config.query_max_rows), node.config.query_max_rows
     )
+    cached = await querycache.lookup(node, sql, max_rows, params.get("cache") is not False)
+    if cached is not None:
+        return cached
     started = time.perf_counter()
 
-    def run(store: Store) -> tuple[list[str], list[list[Any]]]:
+    def run(store: Store) -> querycache.Executed:
         # Parsing and converting are CPU work: off the event loop, in the reader thread.
         check_query(sql)
-        columns, rows = store.query(sql, max_rows, node.config.query_timeout)
-        return columns, [[to_wire(v) for v in row] for row in rows]
+        return querycache.execute(store, sql, max_rows, node.config.query_timeout, to_wire)
 
     try:
-        columns, rows = await node.read(run)
+        done = await node.read(run)
     except QueryRejected as exc:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
@@ -272,11 +276,12 @@ async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     except (duckdb.Error, StoreError) as exc:
         raise ControlError("bad_request", str(exc).splitlines()[0]) from exc
     node.metrics.inc("queries")
-    return {
-        "columns": columns,
-        "rows": rows,
+    result = {
+        "columns": done.columns,
+        "rows": done.rows,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
     }
+    return querycache.remember(node, sql, max_rows, result, done)
 
 
 def to_wire(value: Any) -> Any:

@@ -25,6 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 FEATURE_MODULES: tuple[str, ...] = (
     "peerctl.cmd_conflicts",
     "peerctl.cmd_kg",
+    "peerctl.cmd_cache",
 )
 
 

@@ -182,9 +182,29 @@ class Client:
         """Store a chunk of results given as ``{field: [values]}`` (one changeset)."""
         return self.call("ingest", records=columns)  # type: ignore[no-any-return]
 
-    def query(self, sql: str, max_rows: int | None = None) -> dict[str, Any]:
-        """Run a read-only SELECT; returns ``{"columns": [...], "rows": [[...]]}``."""
-        return self.call("query", sql=sql, max_rows=max_rows)  # type: ignore[no-any-return]
+    def query(self, sql: str, max_rows: int | None = None, cache: bool = True) -> dict[str, Any]:
+        """Run a read-only SELECT; returns ``{"columns": [...], "rows": [[...]]}`` plus
+        metadata: ``cache`` (hit / peer / miss / off), ``rewrites``, ``fingerprint``,
+        ``db_cid``. The daemon answers from its result cache (or a peer's at the same
+        database CID) when it can; ``cache=False`` always runs the query."""
+        extra = {} if cache else {"cache": False}
+        return self.call("query", sql=sql, max_rows=max_rows, **extra)  # type: ignore[no-any-return]
+
+    def explain_cache(self, sql: str, max_rows: int | None = None) -> dict[str, Any]:
+        """How ``sql`` is cached: fingerprint, normalized SQL, strategy, hits, cost."""
+        return self.call("query_explain_cache", sql=sql, max_rows=max_rows)  # type: ignore[no-any-return]
+
+    def analyze(self, sql: str) -> dict[str, Any]:
+        """DuckDB's profile of ``sql`` (operators, time, rows) and suggestions."""
+        return self.call("query_analyze", sql=sql)  # type: ignore[no-any-return]
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Result cache counters: hits, misses, hit rate, bytes, entries."""
+        return self.call("cache_stats")  # type: ignore[no-any-return]
+
+    def cache_clear(self) -> dict[str, Any]:
+        """Drop every cached result (needs write access)."""
+        return self.call("cache_clear")  # type: ignore[no-any-return]
 
     def query_dicts(self, sql: str) -> list[dict[str, Any]]:
         """Run a read-only SELECT; rows as dicts."""
