@@ -49,6 +49,9 @@ class Config:
     max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
+    bootstrap_snapshot: bool = False  # empty store: load a peer's snapshot, then delta sync
+    bootstrap_snapshot_wait: float = 30.0  # seconds to wait for a peer's snapshot offer
+    ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""

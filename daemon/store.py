@@ -77,6 +77,7 @@ class Store:
         self._writer = self._con.cursor()
         self._migrate()
         self.heads: dict[str, tuple[int, str]] = {}
+        self.history_floor: dict[str, int] = {}
         self._db_cid = ""
         self.hlc = 0
         self._applied_counter = 0
@@ -111,6 +112,12 @@ class Store:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
         self.heads = {origin: (seq, cid) for origin, seq, cid, _ in rows}
         self._db_cid = database_cid(self.heads)
+        floors = self._writer.execute(
+            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
+            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
+        ).fetchall()
+        # First seq whose block we hold, where earlier ones are missing (a snapshot import)
+        self.history_floor = {origin: floor for origin, floor in floors if floor > 1}
         tombstoned = self._writer.execute("SELECT DISTINCT tbl FROM store.tombstones").fetchall()
         self._tombstone_tables = {t for (t,) in tombstoned}
         self.hlc = 0
@@ -160,6 +167,28 @@ class Store:
             except OSError:
                 pass
         return total
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new read cursor (its own transactions; close it when done)."""
+        return self._con.cursor()
+
+    def bulk_load(self, load: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run ``load(cursor)`` in one write transaction (rolled back if it raises), then
+        reload heads, database CID and clock from the tables (snapshot import)."""
+        self._run_transaction_fn(load)
+        with self._state_lock:
+            self._load_state()
+
+    def _run_transaction_fn(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        cur = self._writer
+        cur.execute("BEGIN")
+        try:
+            fn(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT rolled back
+                cur.execute("ROLLBACK")
+            raise
 
     # -- local writes ----------------------------------------------------------------
 
@@ -316,15 +345,7 @@ class Store:
             self._applied_counter += len(items)
 
     def _run_transaction(self, items: Sequence[Decoded], ctx: BatchContext) -> None:
-        cur = self._writer
-        cur.execute("BEGIN")
-        try:
-            apply_batch(cur, items, ctx)
-            cur.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT rolled back
-                cur.execute("ROLLBACK")
-            raise
+        self._run_transaction_fn(lambda cur: apply_batch(cur, items, ctx))
 
     def _observe(self, remote: int) -> None:
         now = int(time.time() * 1000)
@@ -338,7 +359,11 @@ class Store:
     def missing_for(self, have: Mapping[str, int], batch: int = 64) -> Iterator[list[bytes]]:
         """Blocks a peer at ``have`` lacks, in our apply order, ``batch`` at a time."""
         heads = self.heads_snapshot()
-        wanted = [(o, have.get(o, 0)) for o, (seq, _) in heads.items() if seq > have.get(o, 0)]
+        wanted = [
+            (o, have.get(o, 0))
+            for o, (seq, _) in heads.items()
+            if seq > have.get(o, 0) and self.history_floor.get(o, 1) <= have.get(o, 0) + 1
+        ]
         if not wanted:
             return
         where = " OR ".join("(origin = ? AND seq > ?)" for _ in wanted)
@@ -349,6 +374,11 @@ class Store:
         ).fetchall()
         for start in range(0, len(places), batch):
             yield self.blocklog.read(places[start : start + batch])
+
+    def unservable(self, have: Mapping[str, int]) -> list[str]:
+        """Origins where a peer at ``have`` needs changesets older than our log holds
+        (we were bootstrapped from a snapshot); :meth:`missing_for` skips them."""
+        return sorted(o for o, floor in self.history_floor.items() if have.get(o, 0) + 1 < floor)
 
     # -- queries -------------------------------------------------------------------------
 
