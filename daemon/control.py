@@ -72,7 +72,10 @@ async def _answers(path: Path) -> bool:
     return True
 
 
-WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect", "import_rows"})
+WRITE_METHODS = frozenset(
+    {"record", "ingest", "update", "delete", "connect", "import_rows"}
+    | {"snapshot_export", "snapshot_import", "snapshot_bootstrap"}
+)
 
 
 async def serve_control(

@@ -68,6 +68,7 @@ class SnapshotInfo:
     size: int = 0  # bytes of the CAR file
     rows: dict[str, int] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # name -> bytes
+    index: dict[bytes, tuple[int, int]] = field(default_factory=dict, repr=False)  # for serving
 
     def to_wire(self) -> dict[str, Any]:
         """The control-API form."""
@@ -98,15 +99,15 @@ class CarFileWriter:
         self._placeholder = car.encode_header([unixfs.make_cid(unixfs.DAG_PB, b"")])
         self._fh = path.open("wb")
         self._fh.write(self._placeholder)
-        self._seen: set[bytes] = set()
+        self.offsets: dict[bytes, tuple[int, int]] = {}  # cid -> (data offset, length)
         self.blocks = 0
 
     def add(self, blocks: list[unixfs.Block]) -> None:
         """Append blocks not written yet."""
         for block in blocks:
-            if block.cid not in self._seen:
-                self._seen.add(block.cid)
+            if block.cid not in self.offsets:
                 self._fh.write(car.block_prefix(block.cid, len(block.data)))
+                self.offsets[block.cid] = (self._fh.tell(), len(block.data))
                 self._fh.write(block.data)
                 self.blocks += 1
 
@@ -178,6 +179,7 @@ def export_snapshot(store: Store, path: Path) -> SnapshotInfo:
         info = _export(cur, out, path)
         cur.execute("COMMIT")
         info.size = out.finish(unixfs.cid_from_str(info.root))
+        info.index = out.offsets
     except BaseException:
         out.abort()
         raise
@@ -309,6 +311,7 @@ class SnapshotReader:
             blocks=len(self.index.blocks),
             size=self.size,
             rows={name: t["rows"] for name, t in m["tables"].items()},
+            index=self.index.blocks,
         )
 
     def close(self) -> None:

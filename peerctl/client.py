@@ -198,3 +198,15 @@ class Client:
     def delete(self, table: str, key: Any) -> dict[str, Any]:
         """Delete one row by primary key; replicates as a tombstone."""
         return self.call("delete", table=table, key=key)  # type: ignore[no-any-return]
+
+    def snapshot_export(self, path: str | None = None) -> dict[str, Any]:
+        """Snapshot the database as a CAR (copied to ``path``, absolute, if given)."""
+        return self.call("snapshot_export", path=path)  # type: ignore[no-any-return]
+
+    def snapshot_import(self, path: str) -> dict[str, Any]:
+        """Verify and load a snapshot CAR (absolute path) into the daemon's empty store."""
+        return self.call("snapshot_import", path=path)  # type: ignore[no-any-return]
+
+    def snapshot_bootstrap(self, peers: list[str] | None = None) -> dict[str, Any]:
+        """Fetch the latest snapshot from connected peers (or ``peers``) and load it."""
+        return self.call("snapshot_bootstrap", peers=peers)  # type: ignore[no-any-return]
