@@ -118,7 +118,9 @@ def _build(values: dict[str, Any]) -> Config:
     config = Config()
     converted = {name: _convert(name, value) for name, value in values.items()}
     api = converted.get("ipfs_api")
-    if api is not None and not api.startswith(("http://", "https://")):
+    if api == "":
+        converted["ipfs_api"] = None  # an empty setting switches the push off
+    elif api is not None and not api.startswith(("http://", "https://")):
         raise ConfigError(f"config ipfs_api: expected an http(s):// URL, got {api!r}")
     try:
         return replace(config, **converted)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FakeKubo
 
 from daemon.demo import sample_results
 from daemon.localcluster import LocalCluster, LocalPeer, wait_until
@@ -72,15 +73,18 @@ def test_new_peer_bootstraps_from_snapshot_then_follows_by_delta(tmp_path: Path)
         cluster.peers.remove(lonely)
 
 
-def test_peerctl_export_ls_import_and_tampered_car(tmp_path: Path) -> None:
+def test_peerctl_export_ls_import_and_tampered_car(tmp_path: Path, fake_kubo: str) -> None:
     car = tmp_path / "db.car"
-    with LocalCluster(1) as cluster:
+    with LocalCluster(1, env={"DUCKPEER_IPFS_API": fake_kubo}) as cluster:
         (a,) = cluster.peers
         a.call("ingest", records=sample_results(500, 3))
         out = peerctl(a.socket, "snapshot", "export", "--out", str(car), "--json")
         assert out.returncode == 0, out.stderr
         exported = json.loads(out.stdout)
         assert exported["db_cid"] == a.status()["db_cid"]
+        # ipfs_api is set: the daemon pushed the same CAR to the (fake) IPFS node
+        assert exported["ipfs"]["roots"] == ["bafyroot"]
+        assert [r["car"] for r in FakeKubo.received] == [car.read_bytes()]
         listed = peerctl(a.socket, "snapshot", "ls", str(car), "--json")
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout)["root"] == exported["root"]
