@@ -67,7 +67,10 @@ class Store:
     def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
         # Checkpoint every 256 MB of WAL rather than DuckDB's 16 MB: bulk writes then
         # write each row group once more instead of many times (~15 % faster ingest).
-        config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB"}
+        config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB",
+                                  # UUID and JSON columns leave as Arrow's uuid and json
+                                  # types (snapshots: 16-byte UUIDs load without parsing)
+                                  "arrow_lossless_conversion": True}  # fmt: skip
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.path = str(path)

@@ -243,6 +243,9 @@ async def serve_sync(
 
 async def pull_logged(node: Node, peer: str) -> PullResult | None:
     """Pull from a peer, logging instead of raising."""
+    if node.sync_held:  # a snapshot bootstrap runs; it asks every peer for a pull after
+        log.debug("pull deferred: snapshot bootstrap", peer=peer)
+        return None
     log.debug("pull start", peer=peer)
     try:
         result = await pull(node, peer)
