@@ -28,6 +28,7 @@ BENCHES = {
     "ingest": "bench_ingest.py",
     "catchup": "bench_catchup.py",
     "checkpoint": "bench_checkpoint.py",
+    "snapshot": "bench_snapshot.py",
 }
 
 
@@ -178,6 +179,23 @@ def figures(which: list[str]) -> list[list[Any]]:
                 "",
             ]
         )
+    if "snapshot" in which and (r := load("bench_snapshot")):
+        for size in r["sizes"]:
+            db = size["db"]["total"] / 1e6
+            rows.append(
+                [
+                    "snapshot",
+                    f"{db:.0f} MB db: export / import MB/s",
+                    f"{size['export_mb_per_s']} / {size['import_mb_per_s']}",
+                    "",
+                    "",
+                ]
+            )
+            boot = size["bootstrap_2_peers"]["seconds_from_spawn"]
+            goal = "<= 10 s (1 GB)" if db >= 900 else ""
+            rows.append(["snapshot", "  bootstrap from 2 peers, s (MB/s)",
+                         f"{boot} ({size['bootstrap_2_mb_per_s']})", goal,
+                         verdict(boot <= 10) if goal else ""])  # fmt: skip
     return rows
 
 

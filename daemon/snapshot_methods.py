@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import trio
 
 from daemon.control import ControlError
@@ -32,7 +33,7 @@ async def snapshot_export(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     out = _path(params, "path", required=False)
     try:
         served = await snapshots_of(node).current()
-    except (OSError, SnapshotError) as exc:
+    except (OSError, SnapshotError, duckdb.Error) as exc:
         raise ControlError("failed", f"export failed: {exc}") from exc
     result = served.info.to_wire()
     if out is not None:

@@ -22,6 +22,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
+import duckdb
 import structlog
 import trio
 
@@ -124,7 +125,7 @@ async def handle_snapshot_stream(node: Node, stream: Libp2pByteStream) -> None:
         node.metrics.inc("snapshot_serve_errors")
         log.warning("snapshot serve failed", peer=peer, error=f"{type(exc).__name__}: {exc}")
         await stream.reset()
-    except (OSError, SnapshotError) as exc:  # our own export or file failed
+    except (OSError, SnapshotError, duckdb.Error) as exc:  # our own export or file failed
         node.metrics.inc("snapshot_serve_errors")
         log.error("snapshot serve failed: local error", peer=peer, error=str(exc))
         await stream.reset()
@@ -278,6 +279,9 @@ async def _fetch_and_load(node: Node, sessions: list[Session]) -> BootstrapResul
     try:
         await _fetch(node, sessions, unixfs.cid_from_str(offer.root), out, result)
         await trio.to_thread.run_sync(out.finish, unixfs.cid_from_str(offer.root))
+    except OSError as exc:  # our disk
+        out.abort()
+        raise BootstrapFailed(f"cannot write {out.path}: {exc}") from exc
     except BaseException:
         out.abort()
         raise
@@ -303,10 +307,12 @@ async def _fetch(
 ) -> None:
     """Fetch the DAG under ``root`` level by level, every level from all sessions."""
     level = [root]
+    offer = sessions[0].offer
+    sink = _Sink(out, root, result, offer.blocks, offer.size)
     for _ in range(unixfs.MAX_DEPTH + 2):
         if not level:
             return
-        level = await _fetch_level(node, sessions, level, _Sink(out, root, result))
+        level = await _fetch_level(node, sessions, level, sink)
     raise BootstrapFailed("snapshot DAG is deeper than any we write")
 
 
@@ -317,15 +323,20 @@ class _Sink:
     out: CarFileWriter
     root: bytes
     result: BootstrapResult
+    max_blocks: int
+    max_bytes: int
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     async def put(self, cids: list[bytes], blocks: list[bytes]) -> list[bytes]:
+        done, size = self.result, sum(map(len, blocks))
+        if done.blocks + len(blocks) > self.max_blocks or done.bytes + size > self.max_bytes:
+            raise RemoteProtocolError("snapshot is larger than its offer said")
         async with self.lock:
             found = await trio.to_thread.run_sync(
                 _check_and_write, self.out, cids, blocks, self.root
             )
-        self.result.blocks += len(blocks)
-        self.result.bytes += sum(map(len, blocks))
+        done.blocks += len(blocks)
+        done.bytes += size
         return found
 
 
@@ -344,15 +355,15 @@ async def _fetch_level(
             batch = queue.popleft()
             try:
                 blocks = await _want(session, batch)
+                children.extend(await sink.put(batch, blocks))  # verified here
             except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
                 queue.appendleft(batch)
                 sessions.remove(session)
-                node.metrics.inc("snapshot_fetch_errors")
+                node.metrics.inc("snapshot_fetch_errors")  # bad block, stream error, timeout
                 log.warning("snapshot fetch from peer failed", peer=session.peer,
                             error=f"{type(exc).__name__}: {exc}")  # fmt: skip
                 await session.stream.reset()
                 return
-            children.extend(await sink.put(batch, blocks))
 
     async with trio.open_nursery() as nursery:
         for session in list(sessions):
