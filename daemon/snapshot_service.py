@@ -307,12 +307,15 @@ async def _fetch(
 ) -> None:
     """Fetch the DAG under ``root`` level by level, every level from all sessions."""
     level = [root]
+    seen: set[bytes] = set()
     offer = sessions[0].offer
     sink = _Sink(out, root, result, offer.blocks, offer.size)
     for _ in range(unixfs.MAX_DEPTH + 2):
         if not level:
             return
-        level = await _fetch_level(node, sessions, level, sink)
+        seen.update(level)
+        children = await _fetch_level(node, sessions, level, sink)
+        level = list(dict.fromkeys(c for c in children if c not in seen))  # each block once
     raise BootstrapFailed("snapshot DAG is deeper than any we write")
 
 
@@ -345,14 +348,22 @@ async def _fetch_level(
 ) -> list[bytes]:
     """Fetch one level's blocks from all sessions (shared queue); return their children.
 
-    A session that fails is dropped (its batch goes back to the queue)."""
+    A session that fails is dropped (its batch goes back to the queue); idle workers
+    stay until no batch is in flight, so a returned batch always finds a taker."""
     children: list[bytes] = []
     size = max(1, min(WANT_BATCH, -(-len(level) // len(sessions))))  # spread small levels
     queue = deque(level[i : i + size] for i in range(0, len(level), size))
+    in_flight = 0
+    changed = trio.Event()
 
     async def worker(session: Session) -> None:
-        while queue:
+        nonlocal in_flight, changed
+        while queue or in_flight:
+            if not queue:
+                await changed.wait()
+                continue
             batch = queue.popleft()
+            in_flight += 1
             try:
                 blocks = await _want(session, batch)
                 children.extend(await sink.put(batch, blocks))  # verified here
@@ -364,6 +375,10 @@ async def _fetch_level(
                             error=f"{type(exc).__name__}: {exc}")  # fmt: skip
                 await session.stream.reset()
                 return
+            finally:
+                in_flight -= 1
+                changed.set()
+                changed = trio.Event()
 
     async with trio.open_nursery() as nursery:
         for session in list(sessions):

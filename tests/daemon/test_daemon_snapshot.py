@@ -11,6 +11,7 @@ from storekit import D, chain, dump, models
 
 from daemon import writes
 from daemon.snapshot import (
+    CarFileWriter,
     SnapshotError,
     SnapshotReader,
     export_snapshot,
@@ -163,4 +164,58 @@ def test_empty_store_snapshot_round_trips(tmp_path: Path) -> None:
         assert target.db_cid() == empty.db_cid() == info.db_cid
     finally:
         empty.close()
+        target.close()
+
+
+def _repack(src: Path, dst: Path, edit: dict[str, object]) -> None:
+    """A well-formed CAR (every hash valid) of ``src``'s files with manifest fields changed."""
+    with SnapshotReader(src) as snap:
+        files = {name: snap.read_file(name) for name in snap.files}
+    manifest = json.loads(files["manifest.json"]) | edit
+    files["manifest.json"] = json.dumps(manifest).encode()
+    out = CarFileWriter(dst)
+    entries = {}
+    for name, data in files.items():
+        entries[name], blocks = unixfs.file_blocks(data)
+        out.add(blocks)
+    root, node = unixfs.directory(entries)
+    out.add([node])
+    out.finish(root.cid)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        ({"db_cid": "bafyreigbtj4x7ip5legnfznufuopl4sg4knzc2cof6duas4b3q2fy6swua"}, "database CID"),
+        ({"version_vector": {"peerA": 9, "peerB": 2}}, "version vector"),
+        ({"schema_version": 99}, "unsupported snapshot"),
+        ({"tables": {}}, "tables"),
+    ],
+)
+def test_a_forged_manifest_with_valid_hashes_is_refused(
+    source: Store, tmp_path: Path, edit: dict[str, object], error: str
+) -> None:
+    export_snapshot(source, tmp_path / "snap.car")
+    _repack(tmp_path / "snap.car", tmp_path / "forged.car", edit)
+    target = _fresh(tmp_path, "dst")
+    try:
+        with pytest.raises(SnapshotError, match=error):
+            import_snapshot(target, tmp_path / "forged.car")
+        assert target.vector() == {}
+    finally:
+        target.close()
+
+
+def test_rows_that_do_not_match_the_manifest_roll_back(source: Store, tmp_path: Path) -> None:
+    export_snapshot(source, tmp_path / "snap.car")
+    with SnapshotReader(tmp_path / "snap.car") as snap:
+        tables = json.loads(snap.read_file("manifest.json"))["tables"]
+    tables["models"]["rows"] += 1
+    _repack(tmp_path / "snap.car", tmp_path / "forged.car", {"tables": tables})
+    target = _fresh(tmp_path, "dst")
+    try:
+        with pytest.raises(SnapshotError, match="models"):
+            import_snapshot(target, tmp_path / "forged.car")
+        assert target.vector() == {} and sum(target.row_counts().values()) == 0
+    finally:
         target.close()
