@@ -23,6 +23,7 @@ MB/s are of the database size. Compare with bench_catchup (delta catch-up, 24-33
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,11 @@ def bootstrap_from(
         metrics = peer.status()["metrics"]
     finally:
         peer.stop()
+    split = _logged_split(peer.log_path)
     return {
+        "fetch_s": split.get("fetch_s"),
+        "load_s": split.get("load_s"),
+        "fetched_bytes": split.get("bytes"),
         "peers": len(sources),
         "seconds_from_spawn": round(done - started, 3),
         "seconds_from_ready": round(done - ready, 3),
@@ -104,6 +109,14 @@ def bootstrap_from(
         "snapshot_bootstraps": metrics.get("snapshot_bootstraps", 0),
         "sync_changesets_in": metrics.get("sync_changesets_in", 0),
     }
+
+
+def _logged_split(log: Path) -> dict[str, Any]:
+    """fetch_s / load_s / bytes from the daemon's "bootstrapped from snapshot" log line."""
+    for line in log.read_text().splitlines():
+        if '"bootstrapped from snapshot"' in line:
+            return json.loads(line)  # type: ignore[no-any-return]
+    return {}
 
 
 def one_size(size_mb: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -165,11 +178,11 @@ def report(res: dict[str, Any]) -> None:
                      r["export_s"], r["export_mb_per_s"], r["import_s"], r["import_mb_per_s"],
                      b2["seconds_from_spawn"], r["bootstrap_2_mb_per_s"],
                      b1["seconds_from_spawn"], r["bootstrap_1_mb_per_s"],
-                     b2["startup_s"]])  # fmt: skip
+                     b2["startup_s"], b2.get("fetch_s"), b2.get("load_s")])  # fmt: skip
     print_table(
         "snapshot export / import / bootstrap (MB/s of database; bootstrap from process start)",
         ["database", "CAR MB", "export s", "MB/s", "import s", "MB/s",
-         "boot 2 peers s", "MB/s", "boot 1 peer s", "MB/s", "start-up s"],
+         "boot 2 peers s", "MB/s", "boot 1 peer s", "MB/s", "start-up s", "fetch s", "load s"],
         rows,
     )  # fmt: skip
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from peerctl.client import Client
@@ -76,6 +75,8 @@ def cmd_bootstrap(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from daemon.snapshot import SnapshotError, SnapshotReader  # heavy imports, only here
 
     try:
