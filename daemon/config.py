@@ -51,6 +51,7 @@ class Config:
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
     bootstrap_snapshot: bool = False  # empty store: load a peer's snapshot, then delta sync
     bootstrap_snapshot_wait: float = 30.0  # seconds to wait for a peer's snapshot offer
+    snapshot_max_age: float = 300.0  # serve a snapshot this old to new peers (delta does the rest)
     ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
 
     def trusts(self, peer_id: str) -> bool:

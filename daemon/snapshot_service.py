@@ -53,6 +53,7 @@ class Served:
 
     info: SnapshotInfo
     blocks: dict[bytes, tuple[int, int]]
+    made_at: float = field(default_factory=time.monotonic)
 
 
 class Snapshots:
@@ -64,11 +65,17 @@ class Snapshots:
         self.served: Served | None = None
         self._lock = trio.Lock()
 
-    async def current(self) -> Served:
-        """A snapshot of the current state (exported now unless we have one)."""
+    async def current(self, max_age: float = 0.0) -> Served:
+        """A snapshot of the current state, exported now unless we have one; with
+        ``max_age``, one that old or younger is good enough even if the database has
+        changed since (a bootstrapping peer catches up the rest by delta)."""
         async with self._lock:
             served = self.served
-            if served is None or served.info.db_cid != self.node.store.db_cid():
+            fresh = served is not None and (
+                served.info.db_cid == self.node.store.db_cid()
+                or time.monotonic() - served.made_at <= max_age
+            )
+            if served is None or not fresh:
                 served = await self._export()
             return served
 
@@ -137,7 +144,7 @@ async def _serve_session(node: Node, framed: FramedStream, peer: str) -> None:
     first = await framed.receive()
     if first is None or not isinstance(snapmsg.decode(first), SnapQuery):
         raise RemoteProtocolError("expected a snapshot query")
-    served = await snapshots_of(node).current()
+    served = await snapshots_of(node).current(node.config.snapshot_max_age)
     info = served.info
     offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size)
     fd = os.open(info.path, os.O_RDONLY)  # kept even if a newer export replaces the file
