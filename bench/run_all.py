@@ -31,6 +31,7 @@ BENCHES = {
     "conflicts": "bench_conflicts.py",
     "kg": "bench_kg.py",
     "cache": "bench_cache.py",
+    "snapshot": "bench_snapshot.py",
 }
 
 
@@ -192,6 +193,23 @@ def figures(which: list[str]) -> list[list[Any]]:
                     "",
                 ]
             )
+    if "snapshot" in which and (r := load("bench_snapshot")):
+        for size in r["sizes"]:
+            db = size["db"]["total"] / 1e6
+            rows.append(
+                [
+                    "snapshot",
+                    f"{db:.0f} MB db: export / import MB/s",
+                    f"{size['export_mb_per_s']} / {size['import_mb_per_s']}",
+                    "",
+                    "",
+                ]
+            )
+            boot = size["bootstrap_2_peers"]["seconds_from_spawn"]
+            goal = "<= 10 s (1 GB)" if db >= 900 else ""
+            rows.append(["snapshot", "  bootstrap from 2 peers, s (MB/s)",
+                         f"{boot} ({size['bootstrap_2_mb_per_s']})", goal,
+                         verdict(boot <= 10) if goal else ""])  # fmt: skip
     if "kg" in which and (r := load("bench_kg")):
         rows += kg_figures(r)
     if "cache" in which and (r := load("bench_cache")):

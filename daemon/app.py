@@ -78,6 +78,7 @@ FEATURE_SERVICES: tuple[str, ...] = (
     "daemon.kg_methods",
     "daemon.cacheshare",
     "daemon.prefetch",
+    "daemon.snapshot_service",
 )
 
 

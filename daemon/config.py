@@ -74,6 +74,10 @@ class Config:
     cache_share_timeout: float = 2.0
     cache_share_max_bytes: int = 16 << 20  # largest result sent to or taken from a peer
     cache_share_per_second: float = 20.0  # answers per asking peer (bursts of 40)
+    bootstrap_snapshot: bool = False  # empty store: load a peer's snapshot, then delta sync
+    bootstrap_snapshot_wait: float = 30.0  # seconds to wait for a peer's snapshot offer
+    snapshot_max_age: float = 300.0  # serve a snapshot this old to new peers (delta does the rest)
+    ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -151,6 +155,11 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
 def _build(values: dict[str, Any]) -> Config:
     config = Config()
     converted = {name: _convert(name, value) for name, value in values.items()}
+    api = converted.get("ipfs_api")
+    if api == "":
+        converted["ipfs_api"] = None  # an empty setting switches the push off
+    elif api is not None and not api.startswith(("http://", "https://")):
+        raise ConfigError(f"config ipfs_api: expected an http(s):// URL, got {api!r}")
     try:
         built = replace(config, **converted)
     except TypeError as exc:

@@ -82,6 +82,9 @@ WRITE_METHODS = frozenset(
         "import_rows",
         "conflicts_resolve",
         "cache_clear",
+        "snapshot_export",
+        "snapshot_import",
+        "snapshot_bootstrap",
     }
 )
 

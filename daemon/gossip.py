@@ -89,6 +89,8 @@ async def serve_listener(
 
 async def _apply_pushed(node: Node, announce: Announce) -> None:
     """Apply pushed blocks that extend our chain of the sender; leave the rest to a pull."""
+    if node.sync_held:
+        return
     expected = node.store.vector().get(announce.peer_id, 0) + 1
     usable = []
     for block in announce.blocks:

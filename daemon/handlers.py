@@ -34,6 +34,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "daemon.conflict_methods",
     "daemon.kg_methods",
     "daemon.cache_methods",
+    "daemon.snapshot_methods",
 )
 
 

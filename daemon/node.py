@@ -62,6 +62,9 @@ class Node:
         self.sync_wanted: set[str] = set()
         self.dialing: set[str] = set()
         self._sync_wakeup = trio.Event()
+        # An empty store told to bootstrap from a snapshot takes no delta until it has
+        # (daemon/snapshot_service.py releases it); a snapshot loads only into an empty store.
+        self.sync_held = config.bootstrap_snapshot and not store.heads
 
     # -- store access -------------------------------------------------------------------
 

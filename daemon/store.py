@@ -71,7 +71,10 @@ class Store:
     def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
         # Checkpoint every 256 MB of WAL rather than DuckDB's 16 MB: bulk writes then
         # write each row group once more instead of many times (~15 % faster ingest).
-        config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB"}
+        config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB",
+                                  # UUID and JSON columns leave as Arrow's uuid and json
+                                  # types (snapshots: 16-byte UUIDs load without parsing)
+                                  "arrow_lossless_conversion": True}  # fmt: skip
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.path = str(path)
@@ -83,6 +86,7 @@ class Store:
         self.heads: dict[str, tuple[int, str]] = {}
         self.head_hlc: dict[str, int] = {}  # hlc of each origin's head changeset
         self.strategies: dict[str, Strategy] = {}  # conflict strategy per table; default latest
+        self.history_floor: dict[str, int] = {}
         self._db_cid = ""
         self.hlc = 0
         self._applied_counter = 0
@@ -130,6 +134,12 @@ class Store:
         ).fetchall()
         self._entry_tables = {t for (t,) in entries}
         self._db_cid = database_cid(self.heads)
+        floors = self._writer.execute(
+            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
+            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
+        ).fetchall()
+        # First seq whose block we hold, where earlier ones are missing (a snapshot import)
+        self.history_floor = {origin: floor for origin, floor in floors if floor > 1}
         tombstoned = self._writer.execute("SELECT DISTINCT tbl FROM store.tombstones").fetchall()
         self._tombstone_tables = {t for (t,) in tombstoned}
         self.hlc = 0
@@ -188,6 +198,24 @@ class Store:
             except OSError:
                 pass
         return total
+
+    def bulk_load(self, load: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run ``load(cursor)`` in one write transaction (rolled back if it raises), then
+        reload heads, database CID and clock from the tables (snapshot import)."""
+        self._run_transaction_fn(load)
+        with self._state_lock:
+            self._load_state()
+
+    def _run_transaction_fn(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        cur = self._writer
+        cur.execute("BEGIN")
+        try:
+            fn(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT rolled back
+                cur.execute("ROLLBACK")
+            raise
 
     # -- local writes ----------------------------------------------------------------
 
@@ -396,15 +424,7 @@ class Store:
             arrived_before=dict(self.head_hlc),
             with_entries=set(self._entry_tables),
         )
-        cur = self._writer
-        cur.execute("BEGIN")
-        try:
-            apply_batch(cur, items, ctx)
-            cur.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT rolled back
-                cur.execute("ROLLBACK")
-            raise
+        self._run_transaction_fn(lambda cur: apply_batch(cur, items, ctx))
         return ctx
 
     def _observe(self, remote: int) -> None:
@@ -419,7 +439,11 @@ class Store:
     def missing_for(self, have: Mapping[str, int], batch: int = 64) -> Iterator[list[bytes]]:
         """Blocks a peer at ``have`` lacks, in our apply order, ``batch`` at a time."""
         heads = self.heads_snapshot()
-        wanted = [(o, have.get(o, 0)) for o, (seq, _) in heads.items() if seq > have.get(o, 0)]
+        wanted = [
+            (o, have.get(o, 0))
+            for o, (seq, _) in heads.items()
+            if seq > have.get(o, 0) and self.history_floor.get(o, 1) <= have.get(o, 0) + 1
+        ]
         if not wanted:
             return
         where = " OR ".join("(origin = ? AND seq > ?)" for _ in wanted)
@@ -430,6 +454,11 @@ class Store:
         ).fetchall()
         for start in range(0, len(places), batch):
             yield self.blocklog.read(places[start : start + batch])
+
+    def unservable(self, have: Mapping[str, int]) -> list[str]:
+        """Origins where a peer at ``have`` needs changesets older than our log holds
+        (we were bootstrapped from a snapshot); :meth:`missing_for` skips them."""
+        return sorted(o for o, floor in self.history_floor.items() if have.get(o, 0) + 1 < floor)
 
     # -- queries -------------------------------------------------------------------------
 

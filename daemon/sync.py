@@ -31,6 +31,7 @@ MAX_FRAME = codec.MAX_BLOCK + FRAME_OVERHEAD
 APPLY_BATCH_BYTES = 16 << 20
 APPLY_BATCH_BLOCKS = 512
 WRITE_CHUNK = 1 << 20
+SNAPSHOT_REQUIRED = "snapshot_required"
 
 
 @dataclass
@@ -99,8 +100,16 @@ async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
         sent += len(batch)
         if request.max_changesets and sent >= request.max_changesets:
             break
-    end = SyncEnd(sent, node.store.db_cid(), node.store.vector())
-    await framed.send(messages.encode(end))
+    missing = node.store.unservable(request.have)
+    if missing:  # bootstrapped from a snapshot: older changesets are not kept here
+        node.metrics.inc("sync_history_missing")
+        reason = (f"{SNAPSHOT_REQUIRED}: changesets before our snapshot are not kept here "
+                  f"for {len(missing)} origin(s); bootstrap from a snapshot "
+                  "or sync from a peer with full history")  # fmt: skip
+        await framed.send(messages.encode(SyncError(reason)))
+    else:
+        end = SyncEnd(sent, node.store.db_cid(), node.store.vector())
+        await framed.send(messages.encode(end))
     node.metrics.inc("sync_changesets_out", sent)
     node.metrics.inc("sync_bytes_out", framed.bytes_out)
     log.debug("served sync", peer=peer, changesets=sent)
@@ -128,6 +137,8 @@ async def pull(node: Node, peer: str) -> PullResult:
     if not node.config.trusts(peer):
         node.metrics.inc("sync_untrusted")
         raise SyncFailed(f"{peer} is not a trusted peer")
+    if node.sync_held:
+        raise SyncFailed("delta sync waits for the snapshot bootstrap")
     try:
         stream = await node.network.open_stream(peer, PROTOCOL)
     except NetworkError as exc:
@@ -234,6 +245,9 @@ async def serve_sync(
 
 async def pull_logged(node: Node, peer: str) -> PullResult | None:
     """Pull from a peer, logging instead of raising."""
+    if node.sync_held:  # a snapshot bootstrap runs; it asks every peer for a pull after
+        log.debug("pull deferred: snapshot bootstrap", peer=peer)
+        return None
     log.debug("pull start", peer=peer)
     try:
         result = await pull(node, peer)

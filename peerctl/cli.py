@@ -26,6 +26,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "peerctl.cmd_conflicts",
     "peerctl.cmd_kg",
     "peerctl.cmd_cache",
+    "peerctl.cmd_snapshot",
 )
 
 

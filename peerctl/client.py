@@ -269,3 +269,15 @@ class Client:
     def knowledge_graph(self) -> dict[str, dict[str, list[Any]]]:
         """All nodes and edges of the knowledge graph, column-wise."""
         return self.call("kg_graph")  # type: ignore[no-any-return]
+
+    def snapshot_export(self, path: str | None = None) -> dict[str, Any]:
+        """Snapshot the database as a CAR (copied to ``path``, absolute, if given)."""
+        return self.call("snapshot_export", path=path)  # type: ignore[no-any-return]
+
+    def snapshot_import(self, path: str) -> dict[str, Any]:
+        """Verify and load a snapshot CAR (absolute path) into the daemon's empty store."""
+        return self.call("snapshot_import", path=path)  # type: ignore[no-any-return]
+
+    def snapshot_bootstrap(self, peers: list[str] | None = None) -> dict[str, Any]:
+        """Fetch the latest snapshot from connected peers (or ``peers``) and load it."""
+        return self.call("snapshot_bootstrap", peers=peers)  # type: ignore[no-any-return]
