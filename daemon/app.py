@@ -36,6 +36,7 @@ RELOADABLE = (
     "sync_read_timeout",
     "query_timeout",
     "query_max_rows",
+    "monitor",  # alert rules, metric directions, sample interval (not the listener)
 )
 
 
@@ -72,7 +73,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
 
 # Services of feature modules: each module has ``serve(node, *, task_status)``, started
 # like the core services above (``await nursery.start``) before the control socket opens.
-FEATURE_SERVICES: tuple[str, ...] = ()
+FEATURE_SERVICES: tuple[str, ...] = ("daemon.peerstatus", "daemon.monitor")
 
 
 def feature_services() -> list[Callable[..., Awaitable[None]]]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from daemon.monitor_config import MonitorConfig, parse_monitor
+
 
 class ConfigError(ValueError):
     """The configuration file, an environment variable or a flag is invalid."""
@@ -49,6 +51,7 @@ class Config:
     max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # [metrics], [[alerts]]
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -74,7 +77,8 @@ class Config:
         return self.data_dir / "duckpeer.duckdb"
 
 
-_TYPES = {f.name: f.type for f in fields(Config)}
+_SECTIONS = {"monitor"}  # built from TOML tables, not from scalar keys, env or flags
+_TYPES = {f.name: f.type for f in fields(Config) if f.name not in _SECTIONS}
 _ENV_LISTS = {"listen", "bootstrap", "trusted_peers"}
 
 
@@ -96,10 +100,16 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"conflicts", "metrics"}
+    unknown = set(raw) - set(_TYPES) - {"conflicts", "metrics", "alerts"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
-    return {k: v for k, v in raw.items() if k in _TYPES}
+    values = {k: v for k, v in raw.items() if k in _TYPES}
+    if "metrics" in raw or "alerts" in raw:
+        try:
+            values["monitor"] = parse_monitor(raw.get("metrics"), raw.get("alerts"))
+        except ValueError as exc:
+            raise ConfigError(f"config {path}: {exc}") from exc
+    return values
 
 
 def _from_env(env: dict[str, str]) -> dict[str, Any]:
@@ -113,7 +123,10 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
 
 def _build(values: dict[str, Any]) -> Config:
     config = Config()
-    converted = {name: _convert(name, value) for name, value in values.items()}
+    converted = {
+        name: value if name in _SECTIONS else _convert(name, value)
+        for name, value in values.items()
+    }
     try:
         return replace(config, **converted)
     except TypeError as exc:

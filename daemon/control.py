@@ -72,7 +72,9 @@ async def _answers(path: Path) -> bool:
     return True
 
 
-WRITE_METHODS = frozenset({"record", "ingest", "update", "delete", "connect", "import_rows"})
+WRITE_METHODS = frozenset(
+    {"record", "ingest", "update", "delete", "connect", "import_rows", "metrics_record"}
+)
 
 
 async def serve_control(

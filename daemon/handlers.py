@@ -29,7 +29,7 @@ from protocol import vv
 
 # Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
 # ``fn(node, params)`` is a coroutine returning msgpack-able data.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("daemon.monitor_methods",)
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:
@@ -245,11 +245,9 @@ async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     except (duckdb.Error, StoreError) as exc:
         raise ControlError("bad_request", str(exc).splitlines()[0]) from exc
     node.metrics.inc("queries")
-    return {
-        "columns": columns,
-        "rows": rows,
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    node.metrics.observe("query_ms", elapsed_ms)
+    return {"columns": columns, "rows": rows, "elapsed_ms": round(elapsed_ms, 3)}
 
 
 def to_wire(value: Any) -> Any:
