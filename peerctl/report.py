@@ -303,6 +303,14 @@ h1{margin-bottom:0}.meta{color:#666;font-size:.9em}figure{margin:2em 0}
 img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:3px 8px}"""
 
+# Marks the page once loaded with how many charts decoded (checked by the headless
+# browser test); the report needs no script to be read.
+LOAD_CHECK = (
+    "window.addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.setAttribute('data-images-loaded',"
+    "i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length)})"
+)
+
 
 def render_html(data: ReportData, charts: list[Chart]) -> str:
     """The report page: every chart as an embedded PNG, plus the regressions table."""
@@ -322,7 +330,7 @@ def render_html(data: ReportData, charts: list[Chart]) -> str:
         )
         if chart.slug == "regressions":
             parts.append(_regressions_table(find_regressions(data.over_time)))
-    parts.append("</body></html>")
+    parts.append(f"<script>{LOAD_CHECK}</script></body></html>")
     return "\n".join(parts)
 
 
