@@ -28,6 +28,7 @@ BENCHES = {
     "ingest": "bench_ingest.py",
     "catchup": "bench_catchup.py",
     "checkpoint": "bench_checkpoint.py",
+    "monitor": "bench_monitor.py",
 }
 
 
@@ -178,6 +179,12 @@ def figures(which: list[str]) -> list[list[Any]]:
                 "",
             ]
         )
+    if "monitor" in which and (r := load("bench_monitor")):
+        share = r["self_measured_share_pct"]
+        rows.append(["monitor", "monitor CPU share at 1k rows/s, % (self-measured)", share,
+                     "< 2", verdict(share is not None and share < 2)])  # fmt: skip
+        rows.append(["monitor", "  A/B CPU per write, monitor on vs off, %",
+                     r["ab_overhead_pct"], "< 2", verdict(r["ab_overhead_pct"] < 2)])  # fmt: skip
     return rows
 
 
