@@ -56,9 +56,14 @@ async def metrics(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         "enabled": monitor.config.enabled,
         "sample_interval_s": monitor.config.sample_interval,
         "series": series,
-        "counters": node.metrics.snapshot() if name is None else {
-            name: node.metrics.get(name)} if name in node.metrics.counters else {},
-    }  # fmt: skip
+        "counters": _counters(node, name),
+    }
+
+
+def _counters(node: Node, name: str | None) -> dict[str, int]:
+    if name is None:
+        return node.metrics.snapshot()
+    return {name: node.metrics.get(name)} if name in node.metrics.counters else {}
 
 
 def _tags(raw: Any) -> dict[str, str]:
