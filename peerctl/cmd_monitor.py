@@ -11,7 +11,6 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from peerctl.client import Client
@@ -189,6 +188,8 @@ def _print_verify(report: dict[str, Any]) -> None:
 
 
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from peerctl.report import gather, write_report
 
     out = Path(args.out)
