@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import duckdb
 import structlog
 import trio
 
 from daemon.alerts import AlertBook
+from daemon.metrics_history import HistoryFile, collect
 from daemon.monitor_config import MonitorConfig, split_host_port
 from daemon.node import Node
 from daemon.timeseries import Tags, make_key, summarize, trend
@@ -210,7 +212,8 @@ async def count_conflicts(node: Node) -> int:
 async def serve(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Sample every interval and evaluate alerts; serve Prometheus if configured.
+    """Sample every interval and evaluate alerts; serve Prometheus if configured; keep
+    the history in its own file if ``persist``.
 
     With ``[metrics] enabled = false`` nothing is sampled, observed or served.
     """
@@ -223,13 +226,71 @@ async def serve(
         log.info("monitor disabled")
         task_status.started()
         return
-    async with trio.open_nursery() as nursery:
-        if config.prometheus_listen:
-            from daemon.prometheus import serve_prometheus
+    history = await _open_history(node) if config.persist else None
+    try:
+        async with trio.open_nursery() as nursery:
+            if config.prometheus_listen:
+                from daemon.prometheus import serve_prometheus
 
-            host, port = split_host_port(config.prometheus_listen)
-            await nursery.start(serve_prometheus, node, host, port)
-        task_status.started()
-        while True:
-            monitor.sample(time.time(), await count_conflicts(node))
-            await trio.sleep(monitor.config.sample_interval)
+                host, port = split_host_port(config.prometheus_listen)
+                await nursery.start(serve_prometheus, node, host, port)
+            task_status.started()
+            await _sample_forever(monitor, history)
+    finally:
+        if history is not None:
+            with trio.CancelScope(shield=True):
+                await _flush(node, history)
+                await trio.to_thread.run_sync(history.file.close)
+
+
+async def _sample_forever(monitor: Monitor, history: _History | None) -> None:
+    node = monitor.node
+    while True:
+        monitor.sample(time.time(), await count_conflicts(node))
+        if history is not None and time.time() - history.flushed >= monitor.config.persist_interval:
+            await _flush(node, history)
+        await trio.sleep(monitor.config.sample_interval)
+
+
+class _History:
+    """The history file and how far it has been written."""
+
+    def __init__(self, file: HistoryFile, flushed: float) -> None:
+        self.file = file
+        self.flushed = flushed
+
+
+async def _open_history(node: Node) -> _History | None:
+    """Open the history file and reload it; without it (unreadable, locked) the monitor
+    runs from memory only."""
+    path = node.config.data_dir / "metrics.duckdb"
+    now = time.time()
+    since = now - node.config.monitor.retention
+    try:
+        file = await trio.to_thread.run_sync(HistoryFile, path)
+        loaded = await trio.to_thread.run_sync(file.load, node.metrics.series, since)
+    except (duckdb.Error, ValueError) as exc:
+        node.metrics.inc("metrics_persist_errors")
+        log.error("metrics history unavailable; keeping it in memory only", error=str(exc))
+        return None
+    log.info("metrics history loaded", points=loaded, path=str(path))
+    return _History(file, now)
+
+
+async def _flush(node: Node, history: _History) -> None:
+    """Write the points since the last flush (collected here, written in a thread)."""
+    now = time.time()
+    rows = collect(node.metrics.series, history.flushed, now)
+    before = now - node.config.monitor.retention
+
+    def write() -> None:
+        history.file.write(rows)
+        history.file.prune(before)
+
+    try:
+        await trio.to_thread.run_sync(write)
+    except duckdb.Error as exc:
+        node.metrics.inc("metrics_persist_errors")
+        log.error("metrics history not written", error=str(exc))
+        return
+    history.flushed = now

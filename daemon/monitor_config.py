@@ -74,6 +74,8 @@ class MonitorConfig:
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     alerts: tuple[AlertRule, ...] = ()
+    persist: bool = False  # keep history in <data_dir>/metrics.duckdb across restarts
+    persist_interval: float = 60.0
 
     @property
     def capacity(self) -> int:
@@ -89,6 +91,8 @@ _SECTION_KEYS = {
     "prometheus_allow_remote",
     "higher_is_better",
     "lower_is_better",
+    "persist",
+    "persist_interval",
 }
 _ALERT_KEYS = {"metric", "above", "below", "severity", "for", "stat", "window", "name"}
 
@@ -112,6 +116,10 @@ def parse_monitor(section: Any, alerts: Any) -> MonitorConfig:
         higher_is_better=_names(section.get("higher_is_better", []), "higher_is_better"),
         lower_is_better=_names(section.get("lower_is_better", []), "lower_is_better"),
         alerts=_alerts(alerts),
+        persist=_bool(section.get("persist", False), "metrics.persist"),
+        persist_interval=parse_duration(
+            section.get("persist_interval", 60.0), "metrics.persist_interval"
+        ),
     )
     check_prometheus_address(config)
     return config

@@ -248,3 +248,43 @@ async def test_prometheus_bad_request_counted_not_fatal(node: Node) -> None:
     assert reply.startswith(b"HTTP/1.1 400")
     assert node.metrics.get("prometheus_bad_requests") == 1
     assert code == 200
+
+
+async def test_history_persists_across_a_restart(tmp_path: Path) -> None:
+    from daemon import monitor as monitor_mod
+
+    config = Config(data_dir=tmp_path, monitor=MonitorConfig(persist=True, sample_interval=60))
+    store = Store(tmp_path / "db.duckdb")
+    try:
+        first = Node(config, store, "me")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor_mod.serve, first)  # one sample, then sleeps
+            first.metrics.observe("build_errors", 3.0, {"stage": "ci"})
+            nursery.cancel_scope.cancel()  # shutdown flushes the history
+        second = Node(config, store, "me")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor_mod.serve, second)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+    assert second.monitor.latest("build_errors", (("stage", "ci"),)) == 3.0
+    assert second.monitor.latest("peers_connected") == 0.0
+    assert (tmp_path / "metrics.duckdb").exists()
+    assert second.metrics.get("metrics_persist_errors") == 0
+
+
+async def test_unusable_history_file_leaves_the_monitor_in_memory(tmp_path: Path) -> None:
+    from daemon import monitor as monitor_mod
+
+    (tmp_path / "metrics.duckdb").write_bytes(b"not a duckdb file" * 100)
+    config = Config(data_dir=tmp_path, monitor=MonitorConfig(persist=True, sample_interval=60))
+    store = Store(tmp_path / "db.duckdb")
+    try:
+        node = Node(config, store, "me")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor_mod.serve, node)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+    assert node.metrics.get("metrics_persist_errors") == 1
+    assert node.monitor.latest("peers_connected") == 0.0

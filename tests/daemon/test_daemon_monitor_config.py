@@ -33,6 +33,8 @@ sample_interval = "2s"
 retention = "1h"
 prometheus_listen = "127.0.0.1:9464"
 higher_is_better = ["images_per_s"]
+persist = true
+persist_interval = "2m"
 
 [[alerts]]
 metric = "replication_lag_changesets"
@@ -53,6 +55,7 @@ severity = "critical"
     assert config.capacity == 1800
     assert config.prometheus_listen == "127.0.0.1:9464"
     assert config.higher_is_better == ("images_per_s",)
+    assert config.persist and config.persist_interval == 120.0
     lag, slow = config.alerts
     assert lag == AlertRule("replication_lag_changesets", 100.0, True, "warning", 30.0)
     assert slow.title == "slow queries" and slow.stat == "p95" and slow.window == 300.0
@@ -64,6 +67,7 @@ severity = "critical"
     [
         ("[metrics]\nfoo = 1", "unknown keys ['foo']"),
         ("[metrics]\nenabled = 'yes'", "metrics.enabled: expected true or false"),
+        ("[metrics]\npersist = 1", "metrics.persist: expected true or false"),
         ("[metrics]\nsample_interval = '0.001s'", "at least 50ms"),
         ("[metrics]\nsample_interval = 'soon'", "expected a duration"),
         ("[metrics]\nprometheus_listen = 'nohost'", "expected HOST:PORT"),
