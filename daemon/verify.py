@@ -99,9 +99,13 @@ async def gather_views(node: Node, timeout: float) -> list[PeerView]:
 
     async def ask(peer: str) -> None:
         try:
-            reply = await ask_status(node, peer, timeout)
+            with trio.fail_after(timeout):
+                reply = await ask_status(node, peer, timeout)
         except StatusFailed as exc:
             answers[peer] = _from_gossip(node, peer, str(exc))
+            return
+        except trio.TooSlowError:
+            answers[peer] = _from_gossip(node, peer, f"no answer within {timeout:g} s")
             return
         answers[peer] = PeerView(peer, "live", reply.db_cid, dict(reply.vector), 0.0)
 
