@@ -205,7 +205,12 @@ async def count_conflicts(node: Node) -> int:
         if isinstance(found, int):
             return found
         if callable(found):
-            return int(await node.read(_call(found)))
+            try:
+                return int(await node.read(_call(found)))
+            except (duckdb.Error, TypeError, ValueError) as exc:
+                node.metrics.inc("monitor_errors")
+                log.warning("cannot count open conflicts", error=str(exc))
+                return 0
     return 0
 
 

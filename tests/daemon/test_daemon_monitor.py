@@ -288,3 +288,18 @@ async def test_unusable_history_file_leaves_the_monitor_in_memory(tmp_path: Path
         store.close()
     assert node.metrics.get("metrics_persist_errors") == 1
     assert node.monitor.latest("peers_connected") == 0.0
+
+
+async def test_conflicts_open_read_from_the_feature_when_present(node: Node) -> None:
+    from daemon.monitor import count_conflicts
+
+    assert await count_conflicts(node) == 0  # no conflicts feature: 0
+    node.store.conflicts_open = lambda: 4  # type: ignore[attr-defined]
+    assert await count_conflicts(node) == 4
+
+    def broken() -> int:
+        raise ValueError("no table")
+
+    node.store.conflicts_open = broken  # type: ignore[attr-defined]
+    assert await count_conflicts(node) == 0
+    assert node.metrics.get("monitor_errors") == 1
