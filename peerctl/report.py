@@ -106,6 +106,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _ticker() -> Any:
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -158,6 +164,7 @@ def chart_batch_scaling(rows: list[dict[str, Any]]) -> bytes:
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=family)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(_ticker().FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_xlabel("batch size")
     ax.set_ylabel("median throughput (items/s)")
     ax.set_title("Batch-size scaling")
