@@ -79,16 +79,9 @@ def test_report_with_no_data_still_renders(tmp_path: Path) -> None:
 
 
 def browser() -> str | None:
-    for name in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome"):
-        found = shutil.which(name) or (
-            "/usr/lib/chromium/chromium-headless-shell"
-            if name == "chromium-headless-shell"
-            and Path("/usr/lib/chromium/chromium-headless-shell").exists()
-            else None
-        )
-        if found:
-            return found
-    return None
+    """A chromium on PATH (Debian's chromium or chromium-headless-shell), if any."""
+    names = ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
+    return next((found for name in names if (found := shutil.which(name))), None)
 
 
 def test_report_opens_in_a_headless_browser(tmp_path: Path) -> None:
