@@ -32,6 +32,7 @@ BENCHES = {
     "kg": "bench_kg.py",
     "cache": "bench_cache.py",
     "snapshot": "bench_snapshot.py",
+    "monitor": "bench_monitor.py",
 }
 
 
@@ -214,6 +215,12 @@ def figures(which: list[str]) -> list[list[Any]]:
         rows += kg_figures(r)
     if "cache" in which and (r := load("bench_cache")):
         rows.extend(cache_figures(r))
+    if "monitor" in which and (r := load("bench_monitor")):
+        share = r["self_measured_share_pct"]
+        rows.append(["monitor", "monitor CPU share at 1k rows/s, % (self-measured)", share,
+                     "< 2", verdict(share is not None and share < 2)])  # fmt: skip
+        rows.append(["monitor", "  A/B CPU per write, monitor on vs off, %",
+                     r["ab_overhead_pct"], "< 2", verdict(r["ab_overhead_pct"] < 2)])  # fmt: skip
     return rows
 
 

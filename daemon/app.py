@@ -37,6 +37,7 @@ RELOADABLE = (
     "query_timeout",
     "query_max_rows",
     "conflicts",
+    "monitor",  # alert rules, metric directions, sample interval (not the listener)
 )
 
 
@@ -79,6 +80,8 @@ FEATURE_SERVICES: tuple[str, ...] = (
     "daemon.cacheshare",
     "daemon.prefetch",
     "daemon.snapshot_service",
+    "daemon.peerstatus",
+    "daemon.monitor",
 )
 
 

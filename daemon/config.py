@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from daemon.monitor_config import MonitorConfig, parse_monitor
 from protocol.conflicts import Strategy, parse_strategy
 from protocol.schema import TABLES
 
@@ -78,6 +79,7 @@ class Config:
     bootstrap_snapshot_wait: float = 30.0  # seconds to wait for a peer's snapshot offer
     snapshot_max_age: float = 300.0  # serve a snapshot this old to new peers (delta does the rest)
     ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # [metrics], [[alerts]]
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -103,7 +105,8 @@ class Config:
         return self.data_dir / "duckpeer.duckdb"
 
 
-_TYPES = {f.name: f.type for f in fields(Config)}
+_SECTIONS = {"monitor"}  # built from TOML tables, not from scalar keys, env or flags
+_TYPES = {f.name: f.type for f in fields(Config) if f.name not in _SECTIONS}
 _ENV_LISTS = {"listen", "bootstrap", "trusted_peers"}
 
 
@@ -125,10 +128,16 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"metrics", "cache"}
+    unknown = set(raw) - set(_TYPES) - {"metrics", "alerts", "cache"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
-    return {k: v for k, v in raw.items() if k in _TYPES} | _section(path, raw, "cache")
+    values = {k: v for k, v in raw.items() if k in _TYPES} | _section(path, raw, "cache")
+    if "metrics" in raw or "alerts" in raw:
+        try:
+            values["monitor"] = parse_monitor(raw.get("metrics"), raw.get("alerts"))
+        except ValueError as exc:
+            raise ConfigError(f"config {path}: {exc}") from exc
+    return values
 
 
 def _section(path: Path, raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -154,7 +163,10 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
 
 def _build(values: dict[str, Any]) -> Config:
     config = Config()
-    converted = {name: _convert(name, value) for name, value in values.items()}
+    converted = {
+        name: value if name in _SECTIONS else _convert(name, value)
+        for name, value in values.items()
+    }
     api = converted.get("ipfs_api")
     if api == "":
         converted["ipfs_api"] = None  # an empty setting switches the push off

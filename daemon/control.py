@@ -85,6 +85,7 @@ WRITE_METHODS = frozenset(
         "snapshot_export",
         "snapshot_import",
         "snapshot_bootstrap",
+        "metrics_record",
     }
 )
 

@@ -35,6 +35,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "daemon.kg_methods",
     "daemon.cache_methods",
     "daemon.snapshot_methods",
+    "daemon.monitor_methods",
 )
 
 
@@ -277,11 +278,9 @@ async def query(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     except (duckdb.Error, StoreError) as exc:
         raise ControlError("bad_request", str(exc).splitlines()[0]) from exc
     node.metrics.inc("queries")
-    result = {
-        "columns": done.columns,
-        "rows": done.rows,
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    node.metrics.observe("query_ms", elapsed_ms)
+    result = {"columns": done.columns, "rows": done.rows, "elapsed_ms": round(elapsed_ms, 3)}
     return querycache.remember(node, sql, max_rows, result, done)
 
 

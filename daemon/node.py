@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import trio
@@ -51,6 +51,7 @@ class Node:
         self.metrics = Metrics()
         self.peers: dict[str, PeerState] = {}
         self.network: Network | None = None
+        self.monitor: Any = None  # daemon.monitor.Monitor, set by its service
         self.started_at = time.time()
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)

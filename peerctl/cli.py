@@ -27,6 +27,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "peerctl.cmd_kg",
     "peerctl.cmd_cache",
     "peerctl.cmd_snapshot",
+    "peerctl.cmd_monitor",
 )
 
 

@@ -281,3 +281,29 @@ class Client:
     def snapshot_bootstrap(self, peers: list[str] | None = None) -> dict[str, Any]:
         """Fetch the latest snapshot from connected peers (or ``peers``) and load it."""
         return self.call("snapshot_bootstrap", peers=peers)  # type: ignore[no-any-return]
+
+    # -- monitor ---------------------------------------------------------------------------
+
+    def record_metric(self, name: str, value: float, tags: dict[str, str] | None = None) -> None:
+        """Record one value of a custom metric (summaries, trends, alerts, Prometheus)."""
+        self.call("metrics_record", name=name, value=value, tags=tags or {})
+
+    def metrics(self, name: str | None = None, window: str | float | None = None) -> dict[str, Any]:
+        """Summaries (count, avg, min, max, p50/p95/p99, latest) and trends over a window."""
+        return self.call("metrics", name=name, window=window)  # type: ignore[no-any-return]
+
+    def metrics_history(self, names: list[str], window: str | float | None = None) -> list[Any]:
+        """Raw ``(time, value)`` points of the named series."""
+        return self.call("metrics_history", names=names, window=window)["series"]  # type: ignore[no-any-return]
+
+    def alerts(self) -> dict[str, Any]:
+        """Firing and pending alerts, rules and recent events."""
+        return self.call("alerts")  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": healthy|degraded|unhealthy, "reasons": [...]}``."""
+        return self.call("health")  # type: ignore[no-any-return]
+
+    def verify(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Convergence report: every reachable peer's CID and vector, who is behind."""
+        return self.call("verify", timeout=timeout)  # type: ignore[no-any-return]
