@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from storekit import tc
+
 from daemon.store import ApplyResult, Store
 from daemon.writes import delete_change, update_change
 from protocol.changeset import TableChanges
 from protocol.conflicts import Strategy
 from protocol.schema import TABLES
-from tests.daemon.storekit import tc
 
 
 def write(store: Store, origin: str, tables: Sequence[TableChanges]) -> None:

@@ -6,12 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from daemon.resolve import list_conflicts, resolve_change
-from daemon.store import Store
-from daemon.writes import WriteError
-from protocol.conflicts import Strategy
-from tests.daemon.conflictkit import (
+from conflictkit import (
     delete,
     exchange,
     insert_model,
@@ -21,6 +16,11 @@ from tests.daemon.conflictkit import (
     with_strategy,
     write,
 )
+
+from daemon.resolve import list_conflicts, resolve_change
+from daemon.store import Store
+from daemon.writes import WriteError
+from protocol.conflicts import Strategy
 
 
 @pytest.fixture

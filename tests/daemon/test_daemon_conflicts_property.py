@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conflictkit import delete, exchange, insert_model, snapshot, update
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from daemon.rowchanges import row_changes
 from daemon.store import Decoded, Store
 from protocol import changeset as cs_codec
 from protocol.conflicts import Strategy
-from tests.daemon.conflictkit import delete, exchange, insert_model, snapshot, update
 
 REPLICAS = 5
 COLUMNS = ("model_family", "modality", "source")

@@ -291,9 +291,10 @@ async def test_unusable_history_file_leaves_the_monitor_in_memory(tmp_path: Path
 
 
 async def test_conflicts_open_counts_keys_with_several_heads(node: Node, tmp_path: Path) -> None:
+    from conflictkit import exchange, insert_model, update, with_strategy
+
     from daemon.monitor import count_conflicts
     from protocol.conflicts import Strategy
-    from tests.daemon.conflictkit import exchange, insert_model, update, with_strategy
 
     assert await count_conflicts(node) == 0
     other = Store(tmp_path / "other.duckdb")

@@ -219,3 +219,32 @@ def test_rows_that_do_not_match_the_manifest_roll_back(source: Store, tmp_path: 
         assert target.vector() == {} and sum(target.row_counts().values()) == 0
     finally:
         target.close()
+
+
+def test_conflict_bookkeeping_travels_in_the_snapshot(tmp_path: Path) -> None:
+    """Open conflicts (manual) and per-column versions (merge) survive export/import, so a
+    peer bootstrapped from a snapshot resolves and merges like the others."""
+    from conflictkit import exchange, insert_model, snapshot, update, with_strategy
+
+    from daemon.resolve import list_conflicts
+    from protocol.conflicts import Strategy
+
+    a, b = _fresh(tmp_path, "a"), _fresh(tmp_path, "b")
+    for s in (a, b):
+        with_strategy(s, Strategy.MANUAL)
+        with_strategy(s, Strategy.MERGE, "hardware_platforms")
+    insert_model(a, "A", "m", model_name="m")
+    exchange([a, b])
+    update(a, "A", "m", modality="text")
+    update(b, "B", "m", modality="vision")
+    exchange([a, b])
+    export_snapshot(a, tmp_path / "c.car")
+    c = with_strategy(with_strategy(_fresh(tmp_path, "c"), Strategy.MANUAL), Strategy.MERGE,
+                      "hardware_platforms")  # fmt: skip
+    try:
+        import_snapshot(c, tmp_path / "c.car")
+        assert list_conflicts(c) == list_conflicts(a) != []
+        assert snapshot(c) == snapshot(a)
+    finally:
+        for s in (a, b, c):
+            s.close()
