@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import codec
-from protocol.codec import expect, expect_int, expect_list, expect_list_of, expect_map, expect_str
+from protocol.codec import expect, expect_int, expect_list, expect_list_of, expect_str
 from protocol.errors import RemoteProtocolError
 
 WIRE_VERSION = 1
@@ -54,22 +54,12 @@ CacheMessage = CacheGet | CacheFound | CacheMissing
 def encode(msg: CacheMessage) -> bytes:
     """Encode a message to its versioned msgpack form."""
     tag, body = _TO_WIRE[type(msg)](msg)
-    return codec.pack({"v": WIRE_VERSION, "t": tag, **body})
+    return codec.pack_tagged(tag, body, WIRE_VERSION)
 
 
 def decode(data: bytes, max_size: int = MAX_RESULT_BYTES) -> CacheMessage:
     """Decode bytes into a message; any defect raises RemoteProtocolError."""
-    raw = expect_map(codec.unpack(data, max_size), "cache message", 16)
-    if raw.get("v") != WIRE_VERSION:
-        raise RemoteProtocolError(f"unsupported cache wire version {raw.get('v')!r}")
-    tag = raw.get("t")
-    parser = _FROM_WIRE.get(tag) if isinstance(tag, str) else None
-    if parser is None:
-        raise RemoteProtocolError(f"unknown cache message type {tag!r}")
-    try:
-        return parser(raw)
-    except KeyError as exc:
-        raise RemoteProtocolError(f"{tag}: missing field {exc}") from exc
+    return codec.unpack_tagged(data, _FROM_WIRE, "cache message", max_size, WIRE_VERSION)
 
 
 def _get_to_wire(m: CacheGet) -> tuple[str, dict[str, Any]]:

@@ -101,3 +101,33 @@ def expect_vector(value: object, what: str) -> dict[str, int]:
         expect_str(origin, f"{what} key", 128): expect_int(seq, f"{what}[{origin}]", 1)
         for origin, seq in raw.items()
     }
+
+
+M = TypeVar("M")
+
+
+def pack_tagged(tag: str, body: dict[str, Any], version: int = 1) -> bytes:
+    """A versioned, tagged message: ``{"v": version, "t": tag, **body}`` as msgpack."""
+    return pack({"v": version, "t": tag, **body})
+
+
+def unpack_tagged(
+    data: bytes,
+    parsers: dict[str, Callable[[dict[str, Any]], M]],
+    what: str,
+    max_size: int = DEFAULT_MAX_MESSAGE,
+    version: int = 1,
+) -> M:
+    """Decode a :func:`pack_tagged` message with the parser of its tag; any defect
+    (size, version, unknown tag, missing or ill-typed field) is a RemoteProtocolError."""
+    raw = expect_map(unpack(data, max_size), what, 16)
+    if raw.get("v") != version:
+        raise RemoteProtocolError(f"unsupported {what} wire version {raw.get('v')!r}")
+    tag = raw.get("t")
+    parser = parsers.get(tag) if isinstance(tag, str) else None
+    if parser is None:
+        raise RemoteProtocolError(f"unknown {what} type {tag!r}")
+    try:
+        return parser(raw)
+    except KeyError as exc:
+        raise RemoteProtocolError(f"{tag}: missing field {exc}") from exc

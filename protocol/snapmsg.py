@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import codec, unixfs
-from protocol.codec import expect, expect_int, expect_list_of, expect_map, expect_str, expect_vector
+from protocol.codec import expect, expect_int, expect_list_of, expect_str, expect_vector
 from protocol.errors import RemoteProtocolError
 
 WIRE_VERSION = 1
@@ -65,22 +65,12 @@ SnapMessage = SnapQuery | SnapOffer | SnapWant | SnapBlock | SnapError
 def encode(msg: SnapMessage) -> bytes:
     """Encode a message to its versioned msgpack form."""
     tag, body = _TO_WIRE[type(msg)](msg)
-    return codec.pack({"v": WIRE_VERSION, "t": tag, **body})
+    return codec.pack_tagged(tag, body, WIRE_VERSION)
 
 
 def decode(data: bytes, max_size: int = MAX_FRAME) -> SnapMessage:
     """Decode bytes into a message; any defect raises RemoteProtocolError."""
-    raw = expect_map(codec.unpack(data, max_size), "message", 16)
-    if raw.get("v") != WIRE_VERSION:
-        raise RemoteProtocolError(f"unsupported wire version {raw.get('v')!r}")
-    tag = raw.get("t")
-    parser = _FROM_WIRE.get(tag) if isinstance(tag, str) else None
-    if parser is None:
-        raise RemoteProtocolError(f"unknown snapshot message type {tag!r}")
-    try:
-        return parser(raw)
-    except KeyError as exc:
-        raise RemoteProtocolError(f"{tag}: missing field {exc}") from exc
+    return codec.unpack_tagged(data, _FROM_WIRE, "snapshot message", max_size, WIRE_VERSION)
 
 
 def _cid(value: object, what: str) -> str:
