@@ -33,21 +33,13 @@ from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.simplify import simplify
 
+from daemon.rowsql import SQL_TYPES
 from daemon.sandbox import QueryRejected, validate_query
-from protocol.schema import TABLES, ColType
+from protocol.schema import TABLES
 
 DIALECT = "duckdb"
-_DUCK_TYPES = {
-    ColType.TEXT: "VARCHAR",
-    ColType.INT: "BIGINT",
-    ColType.FLOAT: "DOUBLE",
-    ColType.BOOL: "BOOLEAN",
-    ColType.JSON: "JSON",
-    ColType.TIMESTAMP: "TIMESTAMP",
-    ColType.UUID: "UUID",
-}
 SCHEMA: dict[str, dict[str, str]] = {
-    table.name: {name: _DUCK_TYPES[kind] for name, kind in table.columns}
+    table.name: {name: SQL_TYPES[kind] for name, kind in table.columns}
     for table in TABLES.values()
 }
 
