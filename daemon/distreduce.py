@@ -1,0 +1,74 @@
+"""Partial results as Arrow IPC bytes, and the reduce step over them.
+
+The reduce runs in a private in-memory DuckDB with external access disabled, so a
+reduce query (planner-made, or a user's for ``mapreduce``) sees only the partials.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from daemon.distplan import PARTIALS
+
+
+class PartialError(ValueError):
+    """Partial results that cannot be decoded or combined."""
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """An Arrow table as IPC stream bytes (the columnar wire format of partials)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
+def from_ipc(data: bytes, max_rows: int) -> pa.Table:
+    """Decode and validate IPC bytes from a peer; PartialError on any defect."""
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise PartialError(f"undecodable partial result: {exc}") from exc
+    if table.num_rows > max_rows:
+        raise PartialError(f"partial result has more than {max_rows} rows")
+    return table
+
+
+def combine(tables: list[pa.Table]) -> pa.Table:
+    """The union of the map outputs (same schema by construction)."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowException, ValueError) as exc:
+        raise PartialError(f"partial results do not fit together: {exc}") from exc
+
+
+def reduce_partials(
+    reduce_sql: str,
+    tables: list[pa.Table],
+    *,
+    table_name: str = PARTIALS,
+    max_rows: int = 1_000_000,
+    timeout: float = 30.0,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run ``reduce_sql`` over the union of ``tables`` registered as ``table_name``."""
+    partials = combine(tables)
+    con = duckdb.connect(":memory:", config={"enable_external_access": False})
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.start()
+    try:
+        con.register(table_name, partials)
+        con.execute("SET lock_configuration = true")
+        cur = con.execute(reduce_sql)
+        columns = [d[0] for d in cur.description or []]
+        rows = cur.fetchmany(max_rows + 1)
+    finally:
+        timer.cancel()
+        con.close()
+    if len(rows) > max_rows:
+        raise PartialError(f"result has more than {max_rows} rows (limit)")
+    return columns, rows
