@@ -272,11 +272,9 @@ class _AggregateSplit:
         if len(distinct.expressions) != 1:
             raise NotSplittable("DISTINCT aggregates over several columns run on one node")
         value = distinct.expressions[0]
-        for i, known in enumerate(self.distinct_args):
-            if known == value:
-                break
-        else:
-            i = len(self.distinct_args)
+        known = [i for i, d in enumerate(self.distinct_args) if d == value]
+        i = known[0] if known else len(self.distinct_args)
+        if not known:
             self.distinct_args.append(value.copy())
         return type(agg)(this=exp.Distinct(expressions=[_col(f"_d{i}")]))
 
@@ -369,9 +367,9 @@ def _projection_index(select: exp.Select, expr: exp.Expression) -> int | None:
             raise NotSplittable("ORDER BY position out of range")
         return index
     for i, e in enumerate(projections):
-        if isinstance(e, exp.Alias) and isinstance(expr, exp.Column) and not expr.table:
-            if e.alias == expr.name:
-                return i
+        bare = isinstance(expr, exp.Column) and not expr.table
+        if isinstance(e, exp.Alias) and bare and e.alias == expr.name:
+            return i
         if e.unalias() == expr:
             return i
     return None

@@ -23,7 +23,8 @@ SPLIT_QUERIES: list[str] = [
     f"FROM {PR} GROUP BY hardware_id, precision",
     f"SELECT precision, COUNT(*) FROM {PR} GROUP BY precision",  # NULL group
     f"SELECT model_id, SUM(batch_size) AS s FROM {PR} GROUP BY 1 HAVING SUM(batch_size) > 40",
-    f"SELECT model_id, COUNT(*) AS n FROM {PR} GROUP BY model_id HAVING AVG(average_latency_ms) > 5",
+    f"SELECT model_id, COUNT(*) AS n FROM {PR} GROUP BY model_id "
+    "HAVING AVG(average_latency_ms) > 5",
     f"SELECT model_id, AVG(average_latency_ms) AS a FROM {PR} GROUP BY model_id "
     "ORDER BY a DESC, model_id LIMIT 3",
     f"SELECT hardware_id, COUNT(DISTINCT model_id) AS models, COUNT(*) AS runs FROM {PR} "
