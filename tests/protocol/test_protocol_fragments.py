@@ -105,7 +105,7 @@ structured = st.builds(
                 "rows",
                 "ms",
                 "reason",
-            ]  # fmt: skip
+            ]
         ),
         FIELD_VALUES,
         max_size=12,
