@@ -72,7 +72,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
 
 # Services of feature modules: each module has ``serve(node, *, task_status)``, started
 # like the core services above (``await nursery.start``) before the control socket opens.
-FEATURE_SERVICES: tuple[str, ...] = ()
+FEATURE_SERVICES: tuple[str, ...] = ("daemon.distq_service",)
 
 
 def feature_services() -> list[Callable[..., Awaitable[None]]]:

@@ -49,6 +49,9 @@ class Config:
     max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
+    distq_deadline: float = 10.0  # seconds a peer has to return its partitions
+    distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
+    distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -115,9 +118,20 @@ def _build(values: dict[str, Any]) -> Config:
     config = Config()
     converted = {name: _convert(name, value) for name, value in values.items()}
     try:
-        return replace(config, **converted)
+        built = replace(config, **converted)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    _check_ranges(built)
+    return built
+
+
+def _check_ranges(config: Config) -> None:
+    if config.distq_deadline <= 0:
+        raise ConfigError("config distq_deadline: must be positive (seconds)")
+    if config.distq_max_partial_bytes < 1024:
+        raise ConfigError("config distq_max_partial_bytes: must be at least 1024")
+    if config.distq_fragment_delay < 0:
+        raise ConfigError("config distq_fragment_delay: must not be negative")
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -29,7 +29,7 @@ from protocol import vv
 
 # Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
 # ``fn(node, params)`` is a coroutine returning msgpack-able data.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("daemon.distq_methods",)
 
 
 def make_handlers(node: Node) -> dict[str, Handler]:

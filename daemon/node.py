@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import trio
@@ -61,6 +61,9 @@ class Node:
         self.sync_wanted: set[str] = set()
         self.dialing: set[str] = set()
         self._sync_wakeup = trio.Event()
+        # Feature services handle gossip message types other than Announce here:
+        # ``handler(sender, message)``, called from the listener, must not block.
+        self.gossip_handlers: dict[type, Callable[[str, Any], None]] = {}
 
     # -- store access -------------------------------------------------------------------
 

@@ -368,6 +368,28 @@ class Store:
             raise StoreError(f"result has more than {max_rows} rows (limit)")
         return columns, rows
 
+    def query_arrow(self, sql: str, max_rows: int, timeout: float) -> pa.Table:
+        """Like :meth:`query`, the result as an Arrow table (distributed-query partials)."""
+        cur = self._con.cursor()
+        timer = threading.Timer(timeout, cur.interrupt)
+        timer.start()
+        try:
+            table = cur.sql(sql).limit(max_rows + 1).to_arrow_table()
+        finally:
+            timer.cancel()
+            cur.close()
+        if table.num_rows > max_rows:
+            raise StoreError(f"result has more than {max_rows} rows (limit)")
+        return table
+
+    def column_names(self, sql: str) -> list[str]:
+        """The output column names of an already-validated query, without running it."""
+        cur = self._con.cursor()
+        try:
+            return list(cur.sql(sql).columns)
+        finally:
+            cur.close()
+
 
 def _wire_select(name: str, kind: ColType) -> str:
     if kind is ColType.UUID or kind is ColType.JSON:
