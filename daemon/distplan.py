@@ -12,6 +12,7 @@ and run on one node.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sqlglot
@@ -65,6 +66,7 @@ class Plan:
     reduce_sql: str = ""
 
 
+@functools.lru_cache(maxsize=256)
 def plan_query(sql: str) -> Plan:
     """Split ``sql`` into map and reduce, or say why it must run on one node."""
     try:
@@ -414,6 +416,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@functools.lru_cache(maxsize=1024)
 def partition_sql(map_sql: str, part: Partitioning, index: int) -> str:
     """``map_sql`` restricted to slice ``index`` of the fact table."""
     if part.problem() is not None or not 0 <= index < part.count:

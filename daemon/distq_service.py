@@ -8,7 +8,13 @@ import structlog
 import trio
 
 from daemon.distq import coordinator
-from daemon.distq_worker import FRAME_OVERHEAD, PROTOCOL, handle_fragment
+from daemon.distq_worker import (
+    FRAME_OVERHEAD,
+    PROTOCOL,
+    RESULT_STREAM_IDLE,
+    ResultStreams,
+    handle_fragment,
+)
 from daemon.framed import FramedStream, StreamClosedError
 from daemon.network import Libp2pByteStream
 from daemon.node import Node
@@ -35,10 +41,11 @@ async def serve(
 
     node.gossip_handlers[QueryFragment] = on_fragment
     node.network.set_stream_handler(PROTOCOL, partial(handle_result_stream, node))
+    streams = ResultStreams(node)
     task_status.started()
     async with trio.open_nursery() as nursery:
         async for sender, fragment in receive:
-            nursery.start_soon(handle_fragment, node, sender, fragment)
+            nursery.start_soon(handle_fragment, node, sender, fragment, streams)
 
 
 async def handle_result_stream(node: Node, stream: Libp2pByteStream) -> None:
@@ -48,7 +55,7 @@ async def handle_result_stream(node: Node, stream: Libp2pByteStream) -> None:
         await stream.reset()
         return
     max_frame = node.config.distq_max_partial_bytes + FRAME_OVERHEAD
-    framed = FramedStream(stream, max_frame, node.config.distq_deadline)
+    framed = FramedStream(stream, max_frame, RESULT_STREAM_IDLE)
     coord = coordinator(node)
     try:
         while (frame := await framed.receive()) is not None:

@@ -30,6 +30,7 @@ log = structlog.get_logger("distq")
 
 PROTOCOL = "/duckpeer/query/1"
 FRAME_OVERHEAD = 4096
+RESULT_STREAM_IDLE = 600.0  # an idle result stream is closed by the coordinator after this
 
 
 class FragmentRefused(Exception):
@@ -54,7 +55,9 @@ def check_fragment(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]
     return sqls
 
 
-async def handle_fragment(node: Node, sender: str, fragment: QueryFragment) -> None:
+async def handle_fragment(
+    node: Node, sender: str, fragment: QueryFragment, streams: ResultStreams
+) -> None:
     """Run the partitions ``fragment`` assigns to us and stream them back. Never raises."""
     parts = tuple(dict.fromkeys(fragment.assignments.get(node.peer_id, ())))
     if not parts:
@@ -71,23 +74,65 @@ async def handle_fragment(node: Node, sender: str, fragment: QueryFragment) -> N
     if node.config.distq_fragment_delay:
         await trio.sleep(node.config.distq_fragment_delay)
     try:
-        await _answer(node, fragment, dict(zip(parts, sqls, strict=True)))
+        await _answer(node, fragment, dict(zip(parts, sqls, strict=True)), streams)
     except (NetworkError, StreamClosedError, trio.TooSlowError) as exc:
         node.metrics.inc("fragments_unanswered")
         log.warning("fragment result not delivered", query=fragment.query_id, error=str(exc))
 
 
-async def _answer(node: Node, fragment: QueryFragment, sqls: dict[int, str]) -> None:
-    assert node.network is not None
-    limit = node.config.distq_max_partial_bytes
-    stream = await node.network.open_stream(fragment.coordinator, PROTOCOL)
-    framed = FramedStream(stream, limit + FRAME_OVERHEAD, fragment.deadline_ms / 1000)
-    try:
+async def _answer(
+    node: Node, fragment: QueryFragment, sqls: dict[int, str], streams: ResultStreams
+) -> None:
+    async with trio.open_nursery() as nursery:
         for partition, sql in sqls.items():
-            reply = await _run_partition(node, fragment, partition, sql)
-            await framed.send(messages.encode(reply))
-    finally:
-        await framed.aclose()
+            nursery.start_soon(_run_and_send, node, fragment, partition, sql, streams)
+
+
+async def _run_and_send(
+    node: Node, fragment: QueryFragment, partition: int, sql: str, streams: ResultStreams
+) -> None:
+    reply = await _run_partition(node, fragment, partition, sql)
+    await streams.send(fragment.coordinator, messages.encode(reply))
+
+
+class ResultStreams:
+    """One long-lived result stream per coordinator, reused across queries: opening a
+    libp2p stream costs protocol negotiation round trips on every query otherwise."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._streams: dict[str, FramedStream] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    async def send(self, peer: str, payload: bytes) -> None:
+        """Send one frame to ``peer``, reopening the stream once if it broke."""
+        async with self._locks.setdefault(peer, trio.Lock()):
+            framed = self._streams.get(peer)
+            if framed is not None:
+                try:
+                    await framed.send(payload)
+                    return
+                except StreamClosedError:
+                    await self.drop(peer)
+            framed = await self._open(peer)
+            try:
+                await framed.send(payload)
+            except StreamClosedError:
+                await self.drop(peer)
+                raise
+
+    async def _open(self, peer: str) -> FramedStream:
+        assert self.node.network is not None
+        stream = await self.node.network.open_stream(peer, PROTOCOL)
+        limit = self.node.config.distq_max_partial_bytes + FRAME_OVERHEAD
+        framed = self._streams[peer] = FramedStream(stream, limit, RESULT_STREAM_IDLE)
+        return framed
+
+    async def drop(self, peer: str) -> None:
+        """Forget (and close) the stream to ``peer``."""
+        framed = self._streams.pop(peer, None)
+        if framed is not None:
+            await framed.aclose()
 
 
 async def _run_partition(

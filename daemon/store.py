@@ -373,14 +373,18 @@ class Store:
         cur = self._con.cursor()
         timer = threading.Timer(timeout, cur.interrupt)
         timer.start()
+        batches, rows = [], 0
         try:
-            table = cur.sql(sql).limit(max_rows + 1).to_arrow_table()
+            reader = cur.execute(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
+            for batch in reader:
+                rows += batch.num_rows
+                if rows > max_rows:
+                    raise StoreError(f"result has more than {max_rows} rows (limit)")
+                batches.append(batch)
         finally:
             timer.cancel()
             cur.close()
-        if table.num_rows > max_rows:
-            raise StoreError(f"result has more than {max_rows} rows (limit)")
-        return table
+        return pa.Table.from_batches(batches, reader.schema)
 
     def column_names(self, sql: str) -> list[str]:
         """The output column names of an already-validated query, without running it."""
