@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import structlog
@@ -16,7 +17,7 @@ from daemon.distq_worker import (
     handle_fragment,
 )
 from daemon.framed import FramedStream, StreamClosedError
-from daemon.network import Libp2pByteStream
+from daemon.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
 from protocol import messages
 from protocol.errors import ProtocolError, RemoteProtocolError
@@ -44,6 +45,7 @@ async def serve(
     streams = ResultStreams(node)
     task_status.started()
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_mesh, node)
         async for sender, fragment in receive:
             nursery.start_soon(handle_fragment, node, sender, fragment, streams)
 
@@ -72,3 +74,37 @@ async def handle_result_stream(node: Node, stream: Libp2pByteStream) -> None:
         await stream.reset()
     finally:
         await framed.aclose()
+
+
+async def serve_mesh(node: Node) -> None:
+    """Dial peers we hear of by gossip but hold no connection to: a coordinator sends
+    fragments only to connected peers (a dial costs ~250 ms; a query must not wait)."""
+    assert node.network is not None
+    while True:
+        await trio.sleep(node.config.announce_interval)
+        connected = set(node.connected_peers())
+        fresh = time.time() - 3 * node.config.announce_interval - 1
+        for state in list(node.peers.values()):
+            peer = state.peer_id
+            if peer in connected or peer in node.dialing or state.last_seen < fresh:
+                continue
+            if not node.config.trusts(peer) or not state.addrs:
+                continue
+            node.dialing.add(peer)
+            try:
+                await _dial(node, peer, state.addrs)
+            finally:
+                node.dialing.discard(peer)
+
+
+async def _dial(node: Node, peer: str, addrs: tuple[str, ...]) -> None:
+    assert node.network is not None
+    for addr in addrs:
+        full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"
+        try:
+            await node.network.connect(full)
+        except NetworkError as exc:
+            log.debug("mesh dial failed", peer=peer, addr=full, error=str(exc))
+            continue
+        node.metrics.inc("distq_mesh_dials")
+        return

@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
 # subparsers with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("peerctl.cmd_distq",)
 
 
 class UsageError(Exception):
