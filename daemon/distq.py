@@ -259,9 +259,8 @@ class Coordinator:
 
     async def _local(self, job: _Job, i: int) -> pa.Table:
         config = self.node.config
-        sql = partition_sql(job.map_sql, job.part, i)
-
         def run(store: Store) -> pa.Table:
+            sql = partition_sql(job.map_sql, job.part, i)
             if store.db_cid() != job.db_cid:
                 raise DistQueryError("the database changed during the query; run it again")
             return store.query_arrow(sql, config.query_max_rows, config.query_timeout)

@@ -48,13 +48,39 @@ def _checked_plan(sql: str) -> Plan:
     return plan_query(sql)
 
 
+_plans: dict[str, Plan] = {}
+_names: dict[str, list[str]] = {}
+CACHE_SIZE = 512
+
+
+async def _plan(sql: str) -> Plan:
+    """The plan of a validated query; repeated queries skip the thread hop entirely."""
+    plan = _plans.get(sql)
+    if plan is None:
+        plan = await trio.to_thread.run_sync(_checked_plan, sql)
+        if len(_plans) >= CACHE_SIZE:
+            _plans.clear()
+        _plans[sql] = plan
+    return plan
+
+
+async def _column_names(node: Node, sql: str) -> list[str]:
+    names = _names.get(sql)
+    if names is None:
+        names = await node.read(lambda s: s.column_names(sql))
+        if len(_names) >= CACHE_SIZE:
+            _names.clear()
+        _names[sql] = names
+    return names
+
+
 async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Run a SELECT as map fragments over the cluster plus a local reduce."""
     sql = _param(params, "sql", str)
     strategy, nodes, column, max_rows = _options(node, params)
     started = time.perf_counter()
     try:
-        plan = await trio.to_thread.run_sync(_checked_plan, sql)
+        plan = await _plan(sql)
     except QueryRejected as exc:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
@@ -66,7 +92,7 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
         return {**local, **_meta(node, False, plan.reason, strategy, 1, [timing], 0, started)}
     reduce = reducer(plan.reduce_sql, PARTIALS, max_rows, node.config.query_timeout)
     columns, rows, job = await _map_reduce(node, plan.map_sql, reduce, strategy, nodes, column)
-    names = await node.read(lambda s: s.column_names(sql))
+    names = await _column_names(node, sql)
     meta = _meta(node, True, "", strategy, job.part.count,
                  [t.to_dict() for t in job.timings.values()], job.failovers, started)  # fmt: skip
     return {

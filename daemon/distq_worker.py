@@ -55,6 +55,22 @@ def check_fragment(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]
     return sqls
 
 
+_checked: dict[tuple[str, Partitioning, tuple[int, ...]], list[str]] = {}
+CACHE_SIZE = 512
+
+
+async def _checked_sqls(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]:
+    """:func:`check_fragment`, remembered: a repeated fragment skips the thread hop."""
+    key = (fragment.sql, partitioning_of(fragment), parts)
+    sqls = _checked.get(key)
+    if sqls is None:
+        sqls = await trio.to_thread.run_sync(check_fragment, fragment, parts)
+        if len(_checked) >= CACHE_SIZE:
+            _checked.clear()
+        _checked[key] = sqls
+    return sqls
+
+
 async def handle_fragment(
     node: Node, sender: str, fragment: QueryFragment, streams: ResultStreams
 ) -> None:
@@ -66,7 +82,7 @@ async def handle_fragment(
     try:
         if fragment.coordinator != sender:
             raise FragmentRefused(f"coordinator {fragment.coordinator} is not the sender")
-        sqls = await trio.to_thread.run_sync(check_fragment, fragment, parts)
+        sqls = await _checked_sqls(fragment, parts)
     except FragmentRefused as exc:
         node.metrics.inc("fragments_refused")
         log.warning("fragment refused", peer=sender, query=fragment.query_id, reason=str(exc))

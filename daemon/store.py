@@ -375,7 +375,7 @@ class Store:
         timer.start()
         batches, rows = [], 0
         try:
-            reader = cur.execute(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
+            reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
             for batch in reader:
                 rows += batch.num_rows
                 if rows > max_rows:
