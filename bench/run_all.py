@@ -28,6 +28,7 @@ BENCHES = {
     "ingest": "bench_ingest.py",
     "catchup": "bench_catchup.py",
     "checkpoint": "bench_checkpoint.py",
+    "distq": "bench_distq.py",
 }
 
 
@@ -174,6 +175,27 @@ def figures(which: list[str]) -> list[list[Any]]:
                 f"CHECKPOINT after a 1-row write, {last['rows']:,} rows "
                 f"({last['log_bytes'] / 1e6:.0f} MB log), ms",
                 last["ckpt_after_commit_local_ms"],
+                "",
+                "",
+            ]
+        )
+    if "distq" in which and (r := load("bench_distq")):
+        over = r["overhead"]["overhead_ms"]
+        rows.append(
+            [
+                "distq",
+                "tiny query over 3 peers, overhead p50 ms",
+                over["p50"],
+                "<= 10",
+                verdict(over["p50"] <= 10),
+            ]
+        )
+        agg = r["aggregation"]
+        rows.append(
+            [
+                "distq",
+                f"{r['rows']:,}-row GROUP BY, single node / distributed (hash) s",
+                f"{agg['single node']['median_s']} / {agg['hash']['median_s']}",
                 "",
                 "",
             ]
