@@ -146,19 +146,25 @@ def test_cli(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
     assert peerctl_main(["--socket", sock, "query", sql, "--partition", "zigzag"]) == 2
 
 
-def test_failover_when_a_peer_dies_mid_query() -> None:
+def test_failover_on_missed_deadline_and_on_a_peer_killed_mid_query() -> None:
     cluster = LocalCluster(3)
-    cluster.peers[2].env["DUCKPEER_DISTQ_FRAGMENT_DELAY"] = "120"  # holds its partition
+    cluster.peers[2].env["DUCKPEER_DISTQ_FRAGMENT_DELAY"] = "120"  # holds its partitions
+    cluster.peers[1].env["DUCKPEER_DISTQ_DEADLINE"] = "2"
     with cluster:
-        coordinator = ready_cluster(cluster)
-        slow = cluster.peers[2]
+        coordinator, impatient, slow = ready_cluster(cluster), cluster.peers[1], cluster.peers[2]
         sql = SPLIT_QUERIES[11]
         expected = coordinator.call("query", sql=sql)["rows"]
+        # 1. The slow peer misses peer1's 2 s deadline: its partition is run elsewhere.
+        wait_until(lambda: impatient.call("cluster_status")["query_nodes"] == 3, 30, "mesh")
+        got = impatient.call("query_distributed", sql=sql, strategy="range")
+        assert got["failovers"] == 1 and same_result(expected, got["rows"], ordered=True)
+        assert any("deadline" in f for t in got["node_timings"] for f in t["failed"])
+        # 2. The slow peer dies while peer0 waits for it (default 10 s deadline).
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             future = pool.submit(
                 lambda: coordinator.call("query_distributed", sql=sql, strategy="hash")
             )
-            wait_until(lambda: metric(slow, "fragments_received") >= 1, 30, "slow peer's fragment")
+            wait_until(lambda: metric(slow, "fragments_received") >= 2, 30, "slow peer's fragment")
             slow.kill()
             got = future.result(timeout=60)
     assert got["distributed"] and got["failovers"] >= 1
