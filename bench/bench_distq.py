@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=10_000_000, help="rows for the aggregation")
     p.add_argument("--tiny-rows", type=int, default=1000, help="rows for the overhead part")
     p.add_argument("--pairs", type=int, default=200, help="local/distributed pairs measured")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each big aggregation")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each big aggregation")
     p.add_argument("--quick", action="store_true", help="200k rows, 40 pairs")
     p.add_argument("--name", default="bench_distq", help="results file name")
     args = p.parse_args()
@@ -140,6 +140,7 @@ def aggregation(client: Client, repeats: int) -> dict[str, Any]:
             "runs_s": [round(t, 3) for t in times],
             "node_ms": [round(t["ms"], 1) for t in timings],
         }
+        print(f"  {label}: {out[label]}", flush=True)
     return out
 
 
@@ -151,8 +152,11 @@ def run(args: argparse.Namespace, _workdir: Path) -> dict[str, Any]:
             ingest(client, args.tiny_rows)
             wait_ready(cluster, 60)
             res["overhead"] = overhead(client, args.pairs)
+            print(f"  overhead: {res['overhead']['overhead_ms']}", flush=True)
             res["ingest_s"] = round(ingest(client, args.rows - args.tiny_rows, offset=1), 1)
+            print(f"  ingested {args.rows:,} rows in {res['ingest_s']} s", flush=True)
             res["replicate_wait_s"] = round(wait_ready(cluster, 3600), 1)
+            print(f"  replicated after {res['replicate_wait_s']} s more", flush=True)
             res["rows"] = args.rows
             res["aggregation"] = aggregation(client, args.repeats)
         finally:
