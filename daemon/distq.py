@@ -259,6 +259,7 @@ class Coordinator:
 
     async def _local(self, job: _Job, i: int) -> pa.Table:
         config = self.node.config
+
         def run(store: Store) -> pa.Table:
             sql = partition_sql(job.map_sql, job.part, i)
             if store.db_cid() != job.db_cid:
