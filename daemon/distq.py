@@ -38,6 +38,7 @@ from protocol.messages import PartialFailed, PartialResult, QueryFragment
 log = structlog.get_logger("distq")
 
 LOCAL = "local"
+INLINE_DECODE_BYTES = 64 << 10  # smaller partials are decoded on the event loop
 POLL = 0.05  # how often a waiting coordinator checks that the peer is still connected
 
 
@@ -252,6 +253,8 @@ class Coordinator:
         assert outcome is not None
         max_rows = self.node.config.query_max_rows
         try:
+            if len(outcome.data) <= INLINE_DECODE_BYTES:  # cheaper than a thread hop
+                return from_ipc(outcome.data, max_rows)
             return await trio.to_thread.run_sync(from_ipc, outcome.data, max_rows)
         except PartialError as exc:
             self.node.metrics.inc("distq_bad_partials")
