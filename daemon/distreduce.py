@@ -42,9 +42,23 @@ def from_ipc(data: bytes, max_rows: int) -> pa.Table:
 def combine(tables: list[pa.Table]) -> pa.Table:
     """The union of the map outputs (same schema by construction)."""
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables([_unique_names(t) for t in tables], promote_options="permissive")
     except (pa.ArrowException, ValueError) as exc:
         raise PartialError(f"partial results do not fit together: {exc}") from exc
+
+
+def _unique_names(table: pa.Table) -> pa.Table:
+    """``SELECT *`` over a join can repeat a column name; the reduce reads columns by
+    position, so later repeats get a suffix (the caller names the result columns)."""
+    names = table.column_names
+    if len(set(names)) == len(names):
+        return table
+    seen: set[str] = set()
+    unique = []
+    for i, name in enumerate(names):
+        unique.append(name if name not in seen else f"{name}__{i}")
+        seen.add(name)
+    return table.rename_columns(unique)
 
 
 def reduce_partials(

@@ -56,6 +56,8 @@ SPLIT_QUERIES: list[str] = [
     "ORDER BY 2 DESC, 1 LIMIT 2",
     f"SELECT COUNT(*) FROM {PR} WHERE result_id IS NULL",
     f"SELECT model_id FROM {PR} WHERE 1 = 0 ORDER BY model_id LIMIT 3",
+    f"SELECT * FROM {PR} r JOIN models m ON r.model_id = m.model_id WHERE r.batch_size = 2 "
+    "ORDER BY r.result_id LIMIT 4",
 ]
 
 SINGLE_NODE_QUERIES: list[str] = [
