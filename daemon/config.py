@@ -49,7 +49,7 @@ class Config:
     max_control_bytes: int = 64 << 20  # largest control request (an ingest chunk)
     sync_requests_per_second: float = 5.0  # per peer, bursts of 20; 0 = unlimited
     gossip_per_peer_per_second: float = 50.0  # per sender, bursts of 100; 0 = unlimited
-    distq_deadline: float = 10.0  # seconds a peer has to return its partitions
+    distq_deadline: float = 30.0  # seconds a peer has to return its partitions
     distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
 

@@ -156,6 +156,10 @@ class Coordinator:
             async with trio.open_nursery() as nursery:
                 for i, peer in plan.items():
                     nursery.start_soon(self._partition, job, i, peer)
+        except BaseExceptionGroup as group:
+            if group.split(trio.Cancelled)[0] is not None:
+                raise
+            raise _first_error(group) from group  # e.g. the local partition's timeout
         finally:
             for key in [k for k in self.slots if k[0] == job.query_id]:
                 del self.slots[key]
@@ -270,6 +274,11 @@ class Coordinator:
             return store.query_arrow(sql, config.query_max_rows, config.query_timeout)
 
         return await self.node.read(run)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _quantiles(store: Store, column: str, count: int) -> tuple[int | float | str, ...]:

@@ -9,7 +9,7 @@ from daemon.config import ConfigError, load_config
 
 def test_defaults_and_environment() -> None:
     config = load_config(None, {}, {})
-    assert config.distq_deadline == 10.0 and config.distq_fragment_delay == 0.0
+    assert config.distq_deadline == 30.0 and config.distq_fragment_delay == 0.0
     env = {"DUCKPEER_DISTQ_DEADLINE": "2.5", "DUCKPEER_DISTQ_MAX_PARTIAL_BYTES": "4096"}
     config = load_config(None, env, {})
     assert config.distq_deadline == 2.5 and config.distq_max_partial_bytes == 4096

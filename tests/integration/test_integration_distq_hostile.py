@@ -32,7 +32,7 @@ async def evil() -> AsyncIterator[Network]:
 
 @pytest.fixture
 def daemon_peer() -> Iterator[LocalPeer]:
-    with LocalCluster(1) as cluster:
+    with LocalCluster(1, base_dir=__import__("pathlib").Path("/tmp/dqh"), keep=True) as cluster:
         peer = cluster.peers[0]
         peer.call(
             "ingest",
@@ -47,6 +47,7 @@ def daemon_peer() -> Iterator[LocalPeer]:
 
 
 async def status(peer: LocalPeer) -> dict:  # type: ignore[type-arg]
+    assert peer.running, f"daemon exited with {peer.proc.returncode if peer.proc else None}"
     return await trio.to_thread.run_sync(peer.status)  # type: ignore[no-any-return]
 
 
