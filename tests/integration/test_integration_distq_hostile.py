@@ -32,7 +32,7 @@ async def evil() -> AsyncIterator[Network]:
 
 @pytest.fixture
 def daemon_peer() -> Iterator[LocalPeer]:
-    with LocalCluster(1, base_dir=__import__("pathlib").Path("/tmp/dqh"), keep=True) as cluster:
+    with LocalCluster(1) as cluster:
         peer = cluster.peers[0]
         peer.call(
             "ingest",
