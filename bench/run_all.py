@@ -33,6 +33,7 @@ BENCHES = {
     "cache": "bench_cache.py",
     "snapshot": "bench_snapshot.py",
     "monitor": "bench_monitor.py",
+    "distq": "bench_distq.py",
 }
 
 
@@ -221,6 +222,27 @@ def figures(which: list[str]) -> list[list[Any]]:
                      "< 2", verdict(share is not None and share < 2)])  # fmt: skip
         rows.append(["monitor", "  A/B CPU per write, monitor on vs off, %",
                      r["ab_overhead_pct"], "< 2", verdict(r["ab_overhead_pct"] < 2)])  # fmt: skip
+    if "distq" in which and (r := load("bench_distq")):
+        over = r["overhead"]["overhead_ms"]
+        rows.append(
+            [
+                "distq",
+                "tiny query over 3 peers, overhead p50 ms",
+                over["p50"],
+                "<= 10",
+                verdict(over["p50"] <= 10),
+            ]
+        )
+        agg = r["aggregation"]
+        rows.append(
+            [
+                "distq",
+                f"{r['rows']:,}-row GROUP BY, single node / distributed (hash) s",
+                f"{agg['single node']['median_s']} / {agg['hash']['median_s']}",
+                "",
+                "",
+            ]
+        )
     return rows
 
 

@@ -82,6 +82,7 @@ FEATURE_SERVICES: tuple[str, ...] = (
     "daemon.snapshot_service",
     "daemon.peerstatus",
     "daemon.monitor",
+    "daemon.distq_service",
 )
 
 

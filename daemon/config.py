@@ -80,6 +80,9 @@ class Config:
     snapshot_max_age: float = 300.0  # serve a snapshot this old to new peers (delta does the rest)
     ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # [metrics], [[alerts]]
+    distq_deadline: float = 30.0  # seconds a peer has to return its partitions
+    distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
+    distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -177,6 +180,7 @@ def _build(values: dict[str, Any]) -> Config:
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
     _check_cache(built)
+    _check_ranges(built)
     return built
 
 
@@ -193,6 +197,15 @@ def _check_cache(config: Config) -> None:
         raise ConfigError("config cache_share_timeout: must be > 0")
     if config.cache_share_max_bytes > CACHE_SHARE_LIMIT:
         raise ConfigError(f"config cache_share_max_bytes: at most {CACHE_SHARE_LIMIT}")
+
+
+def _check_ranges(config: Config) -> None:
+    if config.distq_deadline <= 0:
+        raise ConfigError("config distq_deadline: must be positive (seconds)")
+    if config.distq_max_partial_bytes < 1024:
+        raise ConfigError("config distq_max_partial_bytes: must be at least 1024")
+    if config.distq_fragment_delay < 0:
+        raise ConfigError("config distq_fragment_delay: must not be negative")
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -73,6 +73,10 @@ async def serve_listener(
                 node.metrics.inc("gossip_malformed")
                 log.warning("malformed gossip", peer=msg.sender, error=str(exc))
                 continue
+            handler = node.gossip_handlers.get(type(announce))
+            if handler is not None:
+                handler(msg.sender, announce)
+                continue
             if not isinstance(announce, Announce):
                 node.metrics.inc("gossip_unexpected")
                 continue

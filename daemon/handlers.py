@@ -36,6 +36,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "daemon.cache_methods",
     "daemon.snapshot_methods",
     "daemon.monitor_methods",
+    "daemon.distq_methods",
 )
 
 

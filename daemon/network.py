@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import multiaddr
 import structlog
 import trio
+from google.protobuf.message import DecodeError
 from libp2p import new_host
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
@@ -79,6 +80,23 @@ class Libp2pByteStream:
 
 
 StreamHandler = Callable[[Libp2pByteStream], Awaitable[None]]
+
+
+class GuardedPubsub(Pubsub):
+    """py-libp2p's Pubsub, except that a pubsub RPC that does not parse resets that
+    peer's stream instead of escaping into the connection task (which took the whole
+    host down: seen with a peer flooding the topic)."""
+
+    async def continuously_read_stream(self, stream: object) -> None:  # type: ignore[override]
+        try:
+            await super().continuously_read_stream(stream)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]
+            log.warning("malformed pubsub RPC, stream reset", peer=peer, error=str(exc))
+            try:
+                await stream.reset()  # type: ignore[attr-defined]
+            except IOException:
+                pass
 
 
 @dataclass
@@ -199,7 +217,7 @@ async def open_network(
         spam_protection_enabled=True,
         max_messages_per_topic_per_second=max_gossip_per_second,
     )
-    pubsub = Pubsub(host, gossip)
+    pubsub = GuardedPubsub(host, gossip)
     try:
         addrs = [multiaddr.Multiaddr(a) for a in listen]
     except (ValueError, TypeError) as exc:

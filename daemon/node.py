@@ -66,6 +66,9 @@ class Node:
         # An empty store told to bootstrap from a snapshot takes no delta until it has
         # (daemon/snapshot_service.py releases it); a snapshot loads only into an empty store.
         self.sync_held = config.bootstrap_snapshot and not store.heads
+        # Feature services handle gossip message types other than Announce here:
+        # ``handler(sender, message)``, called from the listener, must not block.
+        self.gossip_handlers: dict[type, Callable[[str, Any], None]] = {}
 
     # -- store access -------------------------------------------------------------------
 

@@ -39,8 +39,7 @@ from protocol.schema import TABLES
 
 DIALECT = "duckdb"
 SCHEMA: dict[str, dict[str, str]] = {
-    table.name: {name: SQL_TYPES[kind] for name, kind in table.columns}
-    for table in TABLES.values()
+    table.name: {name: SQL_TYPES[kind] for name, kind in table.columns} for table in TABLES.values()
 }
 
 

@@ -477,3 +477,29 @@ class Store:
         if len(rows) > max_rows:
             raise StoreError(f"result has more than {max_rows} rows (limit)")
         return columns, rows
+
+    def query_arrow(self, sql: str, max_rows: int, timeout: float) -> pa.Table:
+        """Like :meth:`query`, the result as an Arrow table (distributed-query partials)."""
+        cur = self._con.cursor()
+        timer = threading.Timer(timeout, cur.interrupt)
+        timer.start()
+        batches, rows = [], 0
+        try:
+            reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
+            for batch in reader:
+                rows += batch.num_rows
+                if rows > max_rows:
+                    raise StoreError(f"result has more than {max_rows} rows (limit)")
+                batches.append(batch)
+        finally:
+            timer.cancel()
+            cur.close()
+        return pa.Table.from_batches(batches, reader.schema)
+
+    def column_names(self, sql: str) -> list[str]:
+        """The output column names of an already-validated query, without running it."""
+        cur = self._con.cursor()
+        try:
+            return list(cur.sql(sql).columns)
+        finally:
+            cur.close()

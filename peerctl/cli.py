@@ -28,6 +28,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "peerctl.cmd_cache",
     "peerctl.cmd_snapshot",
     "peerctl.cmd_monitor",
+    "peerctl.cmd_distq",
 )
 
 

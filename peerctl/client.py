@@ -307,3 +307,52 @@ class Client:
     def verify(self, timeout: float = 5.0) -> dict[str, Any]:
         """Convergence report: every reachable peer's CID and vector, who is behind."""
         return self.call("verify", timeout=timeout)  # type: ignore[no-any-return]
+
+    # -- distributed queries ------------------------------------------------------------
+
+    def execute_distributed_query(
+        self,
+        query: str,
+        partition_strategy: str = "hash",
+        nodes: int | None = None,
+        column: str | None = None,
+        max_rows: int | None = None,
+    ) -> dict[str, Any]:
+        """Run a SELECT as map fragments over peers at our database CID plus a reduce.
+
+        Returns ``columns``, ``rows``, ``node_count``, ``execution_ms``, ``node_timings``
+        (per peer: partitions, rows, ms, failures), ``distributed`` and, when the query
+        ran on one node, ``reason``. ``partition_strategy``: hash, round_robin or range
+        (on ``column``, by quantiles).
+        """
+        return self.call(  # type: ignore[no-any-return]
+            "query_distributed",
+            sql=query,
+            strategy=partition_strategy,
+            nodes=nodes,
+            column=column,
+            max_rows=max_rows,
+        )
+
+    def map_reduce(
+        self,
+        map_sql: str,
+        reduce_sql: str,
+        partition_strategy: str = "hash",
+        nodes: int | None = None,
+        column: str | None = None,
+    ) -> dict[str, Any]:
+        """A custom job: ``map_sql`` on every partition of performance_results, then
+        ``reduce_sql`` over their union, a table named ``partials``."""
+        return self.call(  # type: ignore[no-any-return]
+            "mapreduce",
+            map=map_sql,
+            reduce=reduce_sql,
+            strategy=partition_strategy,
+            nodes=nodes,
+            column=column,
+        )
+
+    def get_cluster_status(self) -> dict[str, Any]:
+        """Total and available nodes; per node load, database CID and replication lag."""
+        return self.call("cluster_status")  # type: ignore[no-any-return]

@@ -73,7 +73,57 @@ class SyncError:
     reason: str
 
 
-Message = Announce | SyncRequest | SyncBlock | SyncEnd | SyncError
+MAX_FRAGMENT_SQL = 100_000
+MAX_PARTITIONS = 256
+Bound = int | float | str
+
+
+@dataclass(frozen=True)
+class QueryFragment:
+    """A map fragment of a distributed query, gossiped to peers at ``db_cid``.
+
+    ``assignments`` names which peer runs which partitions (gossip reaches everyone;
+    peers not named ignore it). Each peer restricts ``sql`` to its partitions of the
+    fact table by ``strategy`` (``column`` and ``bounds`` for ``range``) and streams
+    the partial results back to ``coordinator`` before ``deadline_ms`` passes.
+    """
+
+    query_id: str
+    coordinator: str
+    db_cid: str
+    sql: str
+    strategy: str
+    partitions: int
+    assignments: Mapping[str, tuple[int, ...]]
+    column: str = ""
+    bounds: tuple[Bound, ...] = ()
+    deadline_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """One partition's map output (Arrow IPC stream bytes) on the result stream."""
+
+    query_id: str
+    partition: int
+    data: bytes
+    rows: int = 0
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class PartialFailed:
+    """A peer could not run a partition (refused, wrong CID, error, time limit)."""
+
+    query_id: str
+    partition: int
+    reason: str
+
+
+Message = (
+    Announce | SyncRequest | SyncBlock | SyncEnd | SyncError | QueryFragment | PartialResult
+    | PartialFailed
+)  # fmt: skip
 
 
 def encode(msg: Message) -> bytes:
@@ -179,12 +229,104 @@ def _error_from_wire(raw: dict[str, Any]) -> SyncError:
     return SyncError(reason=expect_str(raw["reason"], "error.reason", 4096))
 
 
+def _fragment_to_wire(m: QueryFragment) -> tuple[str, dict[str, Any]]:
+    return "fragment", {
+        "qid": m.query_id,
+        "coord": m.coordinator,
+        "cid": m.db_cid,
+        "sql": m.sql,
+        "strat": m.strategy,
+        "n": m.partitions,
+        "assign": {peer: list(parts) for peer, parts in m.assignments.items()},
+        "col": m.column,
+        "bounds": list(m.bounds),
+        "deadline": m.deadline_ms,
+    }
+
+
+def _fragment_from_wire(raw: dict[str, Any]) -> QueryFragment:
+    n = expect_int(raw["n"], "fragment.n", 1, MAX_PARTITIONS)
+    assign = expect_map(raw["assign"], "fragment.assign", 64)
+    return QueryFragment(
+        query_id=expect_str(raw["qid"], "fragment.qid", 64),
+        coordinator=expect_str(raw["coord"], "fragment.coord", 128),
+        db_cid=expect_str(raw["cid"], "fragment.cid", 128),
+        sql=expect_str(raw["sql"], "fragment.sql", MAX_FRAGMENT_SQL),
+        strategy=expect_str(raw["strat"], "fragment.strat", 32),
+        partitions=n,
+        assignments={
+            expect_str(peer, "fragment.assign key", 128): tuple(
+                expect_list_of(parts, f"fragment.assign[{peer}]", _partition(n), n)
+            )
+            for peer, parts in assign.items()
+        },
+        column=expect_str(raw.get("col", ""), "fragment.col", 128),
+        bounds=tuple(expect_list_of(raw.get("bounds", []), "fragment.bounds", _bound, n)),
+        deadline_ms=expect_int(raw.get("deadline", 30_000), "fragment.deadline", 1, 3_600_000),
+    )
+
+
+def _partition(n: int) -> Callable[[object, str], int]:
+    def check(value: object, what: str) -> int:
+        return expect_int(value, what, 0, n - 1)
+
+    return check
+
+
+def _bound(value: object, what: str) -> Bound:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RemoteProtocolError(f"{what}: expected a number or a string")
+    if isinstance(value, str):
+        return expect_str(value, what, 1024)
+    if isinstance(value, int):
+        return expect_int(value, what, -(1 << 63), (1 << 63) - 1)
+    return value
+
+
+def _partial_to_wire(m: PartialResult) -> tuple[str, dict[str, Any]]:
+    return "partial", {
+        "qid": m.query_id,
+        "p": m.partition,
+        "data": m.data,
+        "rows": m.rows,
+        "ms": m.elapsed_ms,
+    }
+
+
+def _partial_from_wire(raw: dict[str, Any]) -> PartialResult:
+    elapsed = raw.get("ms", 0.0)
+    if not isinstance(elapsed, float | int) or isinstance(elapsed, bool):
+        raise RemoteProtocolError("partial.ms: expected a number")
+    return PartialResult(
+        query_id=expect_str(raw["qid"], "partial.qid", 64),
+        partition=expect_int(raw["p"], "partial.p", 0, MAX_PARTITIONS - 1),
+        data=expect(raw["data"], bytes, "partial.data"),
+        rows=expect_int(raw.get("rows", 0), "partial.rows"),
+        elapsed_ms=float(elapsed),
+    )
+
+
+def _partial_failed_to_wire(m: PartialFailed) -> tuple[str, dict[str, Any]]:
+    return "partial_failed", {"qid": m.query_id, "p": m.partition, "reason": m.reason}
+
+
+def _partial_failed_from_wire(raw: dict[str, Any]) -> PartialFailed:
+    return PartialFailed(
+        query_id=expect_str(raw["qid"], "partial_failed.qid", 64),
+        partition=expect_int(raw["p"], "partial_failed.p", 0, MAX_PARTITIONS - 1),
+        reason=expect_str(raw["reason"], "partial_failed.reason", 4096),
+    )
+
+
 _TO_WIRE: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     Announce: _announce_to_wire,
     SyncRequest: _request_to_wire,
     SyncBlock: _block_to_wire,
     SyncEnd: _end_to_wire,
     SyncError: _error_to_wire,
+    QueryFragment: _fragment_to_wire,
+    PartialResult: _partial_to_wire,
+    PartialFailed: _partial_failed_to_wire,
 }
 _FROM_WIRE: dict[str, Callable[[dict[str, Any]], Message]] = {
     "announce": _announce_from_wire,
@@ -192,4 +334,7 @@ _FROM_WIRE: dict[str, Callable[[dict[str, Any]], Message]] = {
     "block": _block_from_wire,
     "end": _end_from_wire,
     "error": _error_from_wire,
+    "fragment": _fragment_from_wire,
+    "partial": _partial_from_wire,
+    "partial_failed": _partial_failed_from_wire,
 }
