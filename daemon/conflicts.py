@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -26,15 +25,6 @@ from protocol.conflicts import Arrival, Strategy, advance_heads
 from protocol.schema import TABLES
 
 Heads = frozenset[Version]
-
-
-@dataclass(frozen=True)
-class KeyState:
-    """What the store knows about one key before the batch."""
-
-    heads: Heads
-    pending: Heads
-    stored: bool  # heads and/or pending are in the side tables
 
 
 def track(
@@ -56,20 +46,28 @@ def track(
     keys = sorted(by_key)
     _register_keys(cur, keys)
     try:
-        before = _load(cur, table, table in with_entries)
+        current = _current_versions(cur, table)
+        stored, pending = _entries(cur, table) if table in with_entries else ({}, {})
         found = 0
         heads_out: dict[str, Heads] = {}
         pending_out: dict[str, Heads] = {}
         for key in keys:
-            state = before.get(key, KeyState(frozenset(), frozenset(), False))
-            arrivals = [Arrival(c.version, c.bases) for c in by_key[key]]
-            heads, pending = advance_heads(state.heads, state.pending, arrivals, arrived_before)
-            if len(heads) > 1 and heads != state.heads:
+            mine = by_key[key]
+            now = current.get(key)
+            kept = key in stored or key in pending
+            if len(mine) == 1 and not kept and mine[0].bases == ((now,) if now else ()):
+                continue  # the common case: an edit of the version it replaces
+            before = frozenset(stored.get(key) or ((now,) if now else ()))
+            arrivals = [Arrival(c.version, c.bases) for c in mine]
+            heads, waiting = advance_heads(
+                before, frozenset(pending.get(key, ())), arrivals, arrived_before
+            )
+            if len(heads) > 1 and heads != before:
                 found += 1
-            if strategy is Strategy.MANUAL or state.stored:
-                heads_out[key], pending_out[key] = heads, pending
+            if kept or (strategy is Strategy.MANUAL and (len(heads) > 1 or waiting)):
+                heads_out[key], pending_out[key] = heads, waiting
         if heads_out:
-            _store(cur, table, heads_out, pending_out, by_key, before)
+            _store(cur, table, heads_out, pending_out, by_key)
             if any(len(h) > 1 for h in heads_out.values()) or any(pending_out.values()):
                 with_entries.add(table)
         return found
@@ -81,47 +79,38 @@ def _register_keys(cur: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
     cur.register("batch_keys", pa.table({"pk": pa.array(keys, pa.string())}))
 
 
-def _load(cur: duckdb.DuckDBPyConnection, table: str, with_entries: bool) -> dict[str, KeyState]:
-    """Heads and pending bases of the batch's keys (registered as ``batch_keys``)."""
+def _current_versions(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Version]:
+    """Version of the live row or tombstone of each batch key (``batch_keys``): with one
+    head, that is the head."""
     key, kind = TABLES[table].key, rowsql.key_sql_type(table)
-    current: dict[str, set[Version]] = defaultdict(set)
     rows = cur.execute(
         f"SELECT CAST(t.{key} AS VARCHAR), t._hlc, t._origin FROM store.{table} t "
         f"WHERE t.{key} IN (SELECT CAST(pk AS {kind}) FROM batch_keys)"
     ).fetchall()
-    rows += cur.execute(
+    current = {pk: (hlc, origin) for pk, hlc, origin in rows}
+    for pk, hlc, origin in cur.execute(
         "SELECT pk, _hlc, _origin FROM store.tombstones "
         "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
         [table],
-    ).fetchall()
-    for pk, hlc, origin in rows:
-        current[pk].add((hlc, origin))
-    stored_heads: dict[str, set[Version]] = defaultdict(set)
-    pending: dict[str, set[Version]] = defaultdict(set)
-    if with_entries:
-        for source, into in (("conflict_heads", stored_heads), ("pending_bases", pending)):
-            found = cur.execute(
-                f"SELECT pk, _hlc, _origin FROM store.{source} "
-                "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
-                [table],
-            ).fetchall()
-            for pk, hlc, origin in found:
-                into[pk].add((hlc, origin))
-    states = {}
-    for pk in set(current) | set(stored_heads) | set(pending):
-        # With one head, the row (or its tombstone) is that head.
-        if stored_heads.get(pk):
-            heads = stored_heads[pk]
-        elif current.get(pk):
-            heads = {max(current[pk])}
-        else:
-            heads = set()
-        states[pk] = KeyState(
-            frozenset(heads),
-            frozenset(pending.get(pk, ())),
-            pk in stored_heads or pk in pending,
-        )
-    return states
+    ).fetchall():
+        if pk not in current or (hlc, origin) > current[pk]:
+            current[pk] = (hlc, origin)
+    return current
+
+
+def _entries(
+    cur: duckdb.DuckDBPyConnection, table: str
+) -> tuple[dict[str, set[Version]], dict[str, set[Version]]]:
+    """Stored heads and pending bases of the batch keys."""
+    out: tuple[dict[str, set[Version]], dict[str, set[Version]]] = ({}, {})
+    for source, into in zip(("conflict_heads", "pending_bases"), out, strict=True):
+        for pk, hlc, origin in cur.execute(
+            f"SELECT pk, _hlc, _origin FROM store.{source} "
+            "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
+            [table],
+        ).fetchall():
+            into.setdefault(pk, set()).add((hlc, origin))
+    return out
 
 
 def _store(
@@ -130,11 +119,10 @@ def _store(
     heads: Mapping[str, Heads],
     pending: Mapping[str, Heads],
     by_key: Mapping[str, list[RowChange]],
-    before: Mapping[str, KeyState],
 ) -> None:
     """Replace the side-table entries of ``heads``' keys with their new state."""
     open_keys = [k for k, h in heads.items() if len(h) > 1]
-    values = _head_values(cur, table, open_keys, heads, by_key, before)
+    values = _head_values(cur, table, open_keys, heads, by_key)
     cur.register("tracked", pa.table({"pk": pa.array(list(heads), pa.string())}))
     try:
         for name in ("conflict_heads", "pending_bases"):
@@ -160,7 +148,6 @@ def _head_values(
     keys: list[str],
     heads: Mapping[str, Heads],
     by_key: Mapping[str, list[RowChange]],
-    before: Mapping[str, KeyState],
 ) -> dict[str, dict[Version, tuple[int, str | None]]]:
     """(op, row JSON) of every head: from the batch, the stored heads, or the live row."""
     out: dict[str, dict[Version, tuple[int, str | None]]] = {}

@@ -9,26 +9,39 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from protocol.changeset import Op, Version, base_versions
+from protocol.changeset import Op, TableChanges, Version, base_versions
 from protocol.schema import TABLES, ColType
 
 if TYPE_CHECKING:
     from daemon.store import Decoded
 
 
-@dataclass(frozen=True)
 class RowChange:
-    """One change to one row: canonical key text, version, op, bases, what it carried."""
+    """One change to one row: canonical key text, version, op, bases; the values it
+    carried are read from its changeset only when asked for (most callers never do)."""
 
-    key: str
-    version: Version
-    op: Op
-    bases: tuple[Version, ...]
-    values: dict[str, Any]  # every column the change carried, wire-typed
-    changed: tuple[str, ...]  # the columns the writer set
+    __slots__ = ("_row", "_table", "bases", "key", "op", "version")
+
+    def __init__(
+        self, key: str, version: Version, op: Op, bases: tuple[Version, ...],
+        table: TableChanges, row: int,
+    ) -> None:  # fmt: skip
+        self.key, self.version, self.op, self.bases = key, version, op, bases
+        self._table, self._row = table, row
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every column the change carried, wire-typed."""
+        t, r = self._table, self._row
+        return {c: t.data[i][r] for i, c in enumerate(t.columns)}
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """The columns the writer set."""
+        mask = self._table.changed[self._row]
+        return tuple(c for i, c in enumerate(self._table.columns) if mask >> i & 1)
 
 
 def row_changes(items: Sequence[Decoded], table: str) -> list[RowChange]:
@@ -37,16 +50,13 @@ def row_changes(items: Sequence[Decoded], table: str) -> list[RowChange]:
     kind = TABLES[table].columns[0][1]
     for item in items:
         cs = item.changeset
+        version = cs.version
         for t in cs.tables:
             if t.table != table:
                 continue
-            for r in range(len(t)):
-                values = {c: t.data[i][r] for i, c in enumerate(t.columns)}
-                mask = t.changed[r]
-                changed = tuple(c for i, c in enumerate(t.columns) if mask >> i & 1)
-                key = key_text(kind, t.keys[r])
-                out.append(RowChange(key, cs.version, Op(t.ops[r]),
-                                     base_versions(t.bases[r]), values, changed))  # fmt: skip
+            keys = [key_text(kind, k) for k in t.keys]
+            for r, (key, op, base) in enumerate(zip(keys, t.ops, t.bases, strict=True)):
+                out.append(RowChange(key, version, Op(op), base_versions(base), t, r))
     return out
 
 

@@ -262,6 +262,15 @@ def _decode_changed(raw: object, table: str, n: int, width: int) -> list[int]:
 def _decode_base(raw: object, table: str) -> Base:
     if raw is None:
         return None
+    if (  # the common case, one version, checked inline (10k-row deltas decode it 10k times)
+        type(raw) is list
+        and len(raw) == 2
+        and type(raw[0]) is int
+        and type(raw[1]) is str
+        and 0 <= raw[0] < 1 << 63
+        and len(raw[1]) <= 128
+    ):
+        return (raw[0], raw[1])
     items = expect_list(raw, f"{table}.base", MAX_BASES)
     if items and isinstance(items[0], list):
         versions = tuple(_decode_version(v, table) for v in items)
