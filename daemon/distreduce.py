@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from daemon.distplan import PARTIALS
+from daemon.store import interrupt_after
 
 
 class PartialError(ValueError):
@@ -71,17 +72,12 @@ def reduce_partials(
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``reduce_sql`` over the union of ``tables`` registered as ``table_name``."""
     partials = combine(tables)
-    cur = _reduce_db().cursor()  # its own connection: the registered table stays private
-    timer = threading.Timer(timeout, cur.interrupt)
-    timer.start()
-    try:
+    # its own cursor: the registered table stays private
+    with interrupt_after(_reduce_db().cursor(), timeout) as cur:
         cur.register(table_name, partials)
         result = cur.execute(reduce_sql)
         columns = [d[0] for d in result.description or []]
         rows = result.fetchmany(max_rows + 1)
-    finally:
-        timer.cancel()
-        cur.close()
     if len(rows) > max_rows:
         raise PartialError(f"result has more than {max_rows} rows (limit)")
     return columns, rows

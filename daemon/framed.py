@@ -7,6 +7,7 @@ and size limits are written once.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Protocol
 
 import trio
@@ -78,6 +79,19 @@ class FramedStream:
         data = b"".join(encode_frame(p, self.max_frame) for p in payloads)
         self.bytes_out += len(data)
         await self.stream.write(data)
+
+    async def send_chunked(self, payloads: Iterable[bytes], chunk: int) -> None:
+        """Send frames in writes of about ``chunk`` bytes each (few, large writes)."""
+        pending: list[bytes] = []
+        size = 0
+        for payload in payloads:
+            pending.append(payload)
+            size += len(payload)
+            if size >= chunk:
+                await self.send_many(pending)
+                pending, size = [], 0
+        if pending:
+            await self.send_many(pending)
 
     async def receive(self) -> bytes | None:
         """Next frame, or None at a clean end of stream (between frames).

@@ -172,16 +172,7 @@ async def _send_blocks(framed: FramedStream, fd: int, served: Served, want: Snap
             raise RemoteProtocolError(f"peer wants a block we do not have: {text}")
         places.append(place)
     datas = await trio.to_thread.run_sync(lambda: [os.pread(fd, n, at) for at, n in places])
-    pending: list[bytes] = []
-    size = 0
-    for data in datas:
-        pending.append(snapmsg.encode(SnapBlock(data)))
-        size += len(data)
-        if size >= WRITE_CHUNK:
-            await framed.send_many(pending)
-            pending, size = [], 0
-    if pending:
-        await framed.send_many(pending)
+    await framed.send_chunked((snapmsg.encode(SnapBlock(d)) for d in datas), WRITE_CHUNK)
     return len(datas)
 
 

@@ -464,36 +464,24 @@ class Store:
 
     def query(self, sql: str, max_rows: int, timeout: float) -> tuple[list[str], list[tuple]]:
         """Run an already-validated read-only query with a row cap and a deadline."""
-        cur = self._con.cursor()
-        timer = threading.Timer(timeout, cur.interrupt)
-        timer.start()
-        try:
+        with interrupt_after(self._con.cursor(), timeout) as cur:
             cur.execute(sql)
             columns = [d[0] for d in cur.description or []]
             rows = cur.fetchmany(max_rows + 1)
-        finally:
-            timer.cancel()
-            cur.close()
         if len(rows) > max_rows:
             raise StoreError(f"result has more than {max_rows} rows (limit)")
         return columns, rows
 
     def query_arrow(self, sql: str, max_rows: int, timeout: float) -> pa.Table:
         """Like :meth:`query`, the result as an Arrow table (distributed-query partials)."""
-        cur = self._con.cursor()
-        timer = threading.Timer(timeout, cur.interrupt)
-        timer.start()
         batches, rows = [], 0
-        try:
+        with interrupt_after(self._con.cursor(), timeout) as cur:
             reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
             for batch in reader:
                 rows += batch.num_rows
                 if rows > max_rows:
                     raise StoreError(f"result has more than {max_rows} rows (limit)")
                 batches.append(batch)
-        finally:
-            timer.cancel()
-            cur.close()
         return pa.Table.from_batches(batches, reader.schema)
 
     def column_names(self, sql: str) -> list[str]:
@@ -503,3 +491,17 @@ class Store:
             return list(cur.sql(sql).columns)
         finally:
             cur.close()
+
+
+@contextlib.contextmanager
+def interrupt_after(
+    cur: duckdb.DuckDBPyConnection, timeout: float
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``cur`` interrupted if still running after ``timeout`` s, and closed at the end."""
+    timer = threading.Timer(timeout, cur.interrupt)
+    timer.start()
+    try:
+        yield cur
+    finally:
+        timer.cancel()
+        cur.close()

@@ -116,16 +116,7 @@ async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
 
 
 async def _send_blocks(framed: FramedStream, blocks: list[bytes]) -> None:
-    pending: list[bytes] = []
-    size = 0
-    for block in blocks:
-        pending.append(messages.encode(SyncBlock(block)))
-        size += len(block)
-        if size >= WRITE_CHUNK:
-            await framed.send_many(pending)
-            pending, size = [], 0
-    if pending:
-        await framed.send_many(pending)
+    await framed.send_chunked((messages.encode(SyncBlock(b)) for b in blocks), WRITE_CHUNK)
 
 
 # -- client ------------------------------------------------------------------------------

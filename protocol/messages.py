@@ -129,23 +129,12 @@ Message = (
 def encode(msg: Message) -> bytes:
     """Encode a message to its versioned msgpack form."""
     tag, body = _TO_WIRE[type(msg)](msg)
-    return codec.pack({"v": WIRE_VERSION, "t": tag, **body})
+    return codec.pack_tagged(tag, body, WIRE_VERSION)
 
 
 def decode(data: bytes, max_size: int = codec.DEFAULT_MAX_MESSAGE) -> Message:
     """Decode bytes into a message; any defect raises RemoteProtocolError."""
-    raw = expect_map(codec.unpack(data, max_size), "message", 16)
-    version = raw.get("v")
-    if version != WIRE_VERSION:
-        raise RemoteProtocolError(f"unsupported wire version {version!r}")
-    tag = raw.get("t")
-    parser = _FROM_WIRE.get(tag) if isinstance(tag, str) else None
-    if parser is None:
-        raise RemoteProtocolError(f"unknown message type {tag!r}")
-    try:
-        return parser(raw)
-    except KeyError as exc:
-        raise RemoteProtocolError(f"{tag}: missing field {exc}") from exc
+    return codec.unpack_tagged(data, _FROM_WIRE, "message", max_size, WIRE_VERSION)
 
 
 def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:

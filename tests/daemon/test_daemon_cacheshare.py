@@ -13,7 +13,7 @@ import trio.testing
 from cachekit import call, make_node
 
 from daemon import cacheshare
-from daemon.framed import StreamClosedError
+from daemon.framed import TrioByteStream
 from daemon.node import Node, PeerState
 from protocol.framing import encode_frame
 
@@ -22,26 +22,15 @@ A_ID, B_ID = "12D3KooWPeerA", "12D3KooWPeerB"
 OPEN: list[Node] = []
 
 
-class FakeStream:
+class FakeStream(TrioByteStream):
     """One end of an in-memory stream, with the Libp2pByteStream interface."""
 
     def __init__(self, stream: trio.testing.StapledStream, peer_id: str) -> None:
-        self.stream, self.peer_id = stream, peer_id
-
-    async def read(self, max_bytes: int) -> bytes:
-        try:
-            return await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosedError(str(exc)) from exc
-
-    async def write(self, data: bytes) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosedError(str(exc)) from exc
+        super().__init__(stream)
+        self.stapled, self.peer_id = stream, peer_id
 
     async def close(self) -> None:
-        await self.stream.send_stream.aclose()
+        await self.stapled.send_stream.aclose()  # half-close, like a libp2p stream
 
     async def reset(self) -> None:
         await self.stream.aclose()
