@@ -120,18 +120,18 @@ def _store(
     pending: Mapping[str, Heads],
     by_key: Mapping[str, list[RowChange]],
 ) -> None:
-    """Replace the side-table entries of ``heads``' keys with their new state."""
+    """Replace the side-table entries of the batch's keys with their new state.
+
+    Every batch key that had entries is among ``heads``' keys, so clearing the entries
+    of all batch keys (``batch_keys``) clears exactly the ones being replaced.
+    """
     open_keys = [k for k, h in heads.items() if len(h) > 1]
     values = _head_values(cur, table, open_keys, heads, by_key)
-    cur.register("tracked", pa.table({"pk": pa.array(list(heads), pa.string())}))
-    try:
-        for name in ("conflict_heads", "pending_bases"):
-            cur.execute(
-                f"DELETE FROM store.{name} WHERE tbl = ? AND pk IN (SELECT pk FROM tracked)",
-                [table],
-            )
-    finally:
-        cur.unregister("tracked")
+    for name in ("conflict_heads", "pending_bases"):
+        cur.execute(
+            f"DELETE FROM store.{name} WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
+            [table],
+        )
     head_rows = [
         (table, k, hlc, origin, *values[k][(hlc, origin)])
         for k in open_keys
@@ -157,20 +157,17 @@ def _head_values(
             for c in by_key[key]
         }
         out[key] = known
-    wanted = [k for k in keys if any(v not in out[k] for v in heads[k])]
+    wanted = {k for k in keys if any(v not in out[k] for v in heads[k])}
     if not wanted:
         return out
-    cur.register("wanted_keys", pa.table({"pk": pa.array(wanted, pa.string())}))
-    try:
-        stored = cur.execute(
-            "SELECT pk, _hlc, _origin, op, data FROM store.conflict_heads "
-            "WHERE tbl = ? AND pk IN (SELECT pk FROM wanted_keys)",
-            [table],
-        ).fetchall()
-    finally:
-        cur.unregister("wanted_keys")
+    stored = cur.execute(
+        "SELECT pk, _hlc, _origin, op, data FROM store.conflict_heads "
+        "WHERE tbl = ? AND pk IN (SELECT pk FROM batch_keys)",
+        [table],
+    ).fetchall()
     for pk, hlc, origin, op, data in stored:
-        out[pk].setdefault((hlc, origin), (op, data))
+        if pk in wanted:
+            out[pk].setdefault((hlc, origin), (op, data))
     lacking = [k for k in wanted if any(v not in out[k] for v in heads[k])]
     live = _live_rows(cur, table, lacking)
     for key in lacking:
