@@ -143,6 +143,9 @@ class Policy:
             if access is Access.NONE:
                 self.on_refused()
                 log.warning("control caller refused", caller=who)
+                # Read the request first: closing with it unread resets the connection,
+                # and the caller would see a broken pipe instead of the refusal.
+                await framed.receive()
                 await framed.send(control.encode_response(
                     ControlResponse(0, None, "forbidden", f"{who} may not use this daemon")
                 ))  # fmt: skip

@@ -97,6 +97,12 @@ class GuardedPubsub(Pubsub):
                 await stream.reset()  # type: ignore[attr-defined]
             except IOException:
                 pass
+        except RuntimeError as exc:
+            # A message arriving while the host shuts down: pubsub's task nursery is
+            # already closed and py-libp2p raises this into the connection task.
+            if "closed to new arrivals" not in str(exc):
+                raise
+            log.debug("pubsub message after shutdown began, dropped")
 
 
 @dataclass
