@@ -100,6 +100,7 @@ async def _serve(node: Node, key_pair: object) -> None:
         mdns=config.mdns,
         psk=read_psk(config.psk_file),
         max_gossip_per_second=config.max_gossip_per_second,
+        on_drop=lambda: node.metrics.inc("gossip_dropped"),
     ) as network:
         node.network = network
         async with trio.open_nursery() as nursery:

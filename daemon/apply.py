@@ -70,8 +70,9 @@ def apply_batch(
     """Apply rows, log entries and chain heads of ``items`` (caller owns the transaction).
 
     With ``ctx.optimistic``, tables whose staged upserts all claim to be new rows (no
-    base) are inserted without ON CONFLICT; if a key exists after all, DuckDB raises
-    ConstraintException and the caller must roll back and retry non-optimistically.
+    base) are inserted without ON CONFLICT and without conflict tracking; if a key
+    exists after all, as a row (DuckDB raises ConstraintException) or as a tombstone
+    (:class:`NotNew`), the caller must roll back and retry non-optimistically.
     """
     per_table: dict[str, list[pa.Table]] = defaultdict(list)
     with_deletes: set[str] = set()
@@ -102,6 +103,11 @@ def apply_batch(
                 continue
         _apply_table(cur, name, staged, repeats, name in with_deletes, plain, ctx)
     _log(cur, items, ctx)
+
+
+class NotNew(Exception):
+    """A change that claimed a new row met a tombstone of its key: the batch must be
+    applied with conflict tracking (the insert is concurrent with that delete)."""
 
 
 def _repeats(staged: pa.Table) -> bool:
@@ -156,6 +162,12 @@ def _apply_table(
         cur.unregister("raw")
     cur.register("stage", staged)
     try:
+        if (
+            plain
+            and name in tombstone_tables
+            and cur.execute(rowsql.tombstoned_sql(name)).fetchall()
+        ):
+            raise NotNew(name)
         cur.execute(rowsql.upsert_sql(name, name in tombstone_tables, optimistic=plain))
         if name in tombstone_tables:
             cur.execute(rowsql.clear_tombstones_sql(name))

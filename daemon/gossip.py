@@ -52,43 +52,76 @@ async def serve_announcer(
         node.metrics.inc("announces_sent")
 
 
+PUSH_QUEUE = 64  # announces with pushed blocks waiting for the writer
+
+
 async def serve_listener(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Read the topic forever; malformed messages are dropped, logged and counted."""
+    """Read the topic forever; malformed messages are dropped, logged and counted.
+
+    The reader never waits for the database: py-libp2p drops what does not fit in the
+    subscription's 32-message buffer, so pushed changesets go to a bounded queue that
+    one task applies, and an announce that finds the queue full is acted on by a pull.
+    """
     assert node.network is not None
     task_status.started()
+    send, receive = trio.open_memory_channel[Announce](PUSH_QUEUE)
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_apply_pushes, node, receive, nursery)
         async for msg in node.network.messages():
-            if not node.gossip_limiter.allow(msg.sender):
-                node.metrics.inc("gossip_rate_limited")
+            announce = _accepted(node, msg.sender, msg.data)
+            if announce is None:
                 continue
-            if not node.config.trusts(msg.sender):
-                node.metrics.inc("gossip_untrusted")
-                log.debug("gossip from untrusted peer ignored", peer=msg.sender)
+            _note(node, announce)
+            if not announce.blocks or node.sync_held:
+                _act_on(node, announce, nursery)
                 continue
             try:
-                announce = messages.decode(msg.data, node.config.max_gossip_bytes)
-            except RemoteProtocolError as exc:
-                node.metrics.inc("gossip_malformed")
-                log.warning("malformed gossip", peer=msg.sender, error=str(exc))
-                continue
-            handler = node.gossip_handlers.get(type(announce))
-            if handler is not None:
-                handler(msg.sender, announce)
-                continue
-            if not isinstance(announce, Announce):
-                node.metrics.inc("gossip_unexpected")
-                continue
-            if announce.peer_id != msg.sender:
-                node.metrics.inc("gossip_spoofed")
-                log.warning("announce for another peer", peer=msg.sender, claimed=announce.peer_id)
-                continue
-            node.metrics.inc("announces_received")
-            log.debug("announce", peer=msg.sender, changesets=sum(announce.vector.values()))
-            if announce.blocks:
-                await _apply_pushed(node, announce)
-            _on_announce(node, announce, nursery)
+                send.send_nowait(announce)
+            except trio.WouldBlock:
+                node.metrics.inc("gossip_push_deferred")  # a pull fetches the same blocks
+                _act_on(node, announce, nursery)
+
+
+def _accepted(node: Node, sender: str, data: bytes) -> Announce | None:
+    """The announce in a gossip message, after rate, trust and shape checks; other
+    message types go to their feature's handler. None when there is nothing to do."""
+    if not node.gossip_limiter.allow(sender):
+        node.metrics.inc("gossip_rate_limited")
+        return None
+    if not node.config.trusts(sender):
+        node.metrics.inc("gossip_untrusted")
+        log.debug("gossip from untrusted peer ignored", peer=sender)
+        return None
+    try:
+        message = messages.decode(data, node.config.max_gossip_bytes)
+    except RemoteProtocolError as exc:
+        node.metrics.inc("gossip_malformed")
+        log.warning("malformed gossip", peer=sender, error=str(exc))
+        return None
+    handler = node.gossip_handlers.get(type(message))
+    if handler is not None:
+        handler(sender, message)
+        return None
+    if not isinstance(message, Announce):
+        node.metrics.inc("gossip_unexpected")
+        return None
+    if message.peer_id != sender:
+        node.metrics.inc("gossip_spoofed")
+        log.warning("announce for another peer", peer=sender, claimed=message.peer_id)
+        return None
+    node.metrics.inc("announces_received")
+    log.debug("announce", peer=sender, changesets=sum(message.vector.values()))
+    return message
+
+
+async def _apply_pushes(
+    node: Node, receive: trio.MemoryReceiveChannel[Announce], nursery: trio.Nursery
+) -> None:
+    async for announce in receive:
+        await _apply_pushed(node, announce)
+        _act_on(node, announce, nursery)  # pulls whatever the push did not cover
 
 
 async def _apply_pushed(node: Node, announce: Announce) -> None:
@@ -119,13 +152,19 @@ async def _apply_pushed(node: Node, announce: Announce) -> None:
 IDLE_REDIAL_S = 30.0
 
 
-def _on_announce(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
+def _note(node: Node, announce: Announce) -> None:
+    """Remember what a peer announced."""
     state = node.peers.setdefault(announce.peer_id, PeerState(announce.peer_id))
     state.db_cid = announce.db_cid
     state.vector = dict(announce.vector)
     state.addrs = announce.addrs
     state.load = announce.load
     state.last_seen = time.time()
+
+
+def _act_on(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
+    """Pull what the announce shows we lack; dial its sender if we are not connected."""
+    state = node.peers.setdefault(announce.peer_id, PeerState(announce.peer_id))
     lacking = vv.lacks(node.store.vector(), announce.vector)
     if announce.peer_id in node.connected_peers():
         if lacking:

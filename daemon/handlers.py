@@ -10,9 +10,11 @@ import uuid
 from typing import Any
 
 import duckdb
+import structlog
 import trio
 
 from daemon import querycache, sync
+from daemon.blocklog import BlockLogError
 from daemon.control import ControlError, Handler
 from daemon.gossip import current_announce
 from daemon.network import NetworkError
@@ -27,6 +29,8 @@ from daemon.writes import (
     update_change,
 )
 from protocol import vv
+
+log = structlog.get_logger("control")
 
 # Method groups in their own modules; each has ``METHODS: dict[str, fn]`` where
 # ``fn(node, params)`` is a coroutine returning msgpack-able data.
@@ -231,9 +235,15 @@ async def _commit(node: Node, build: Any) -> Any:
     except WriteError as exc:
         node.metrics.inc("writes_rejected")
         raise ControlError("bad_request", str(exc)) from exc
-    except (StoreError, duckdb.Error) as exc:
+    except StoreError as exc:
         node.metrics.inc("writes_rejected")
         raise ControlError("bad_request", f"write refused: {exc}") from exc
+    except (duckdb.Error, BlockLogError, OSError, RuntimeError) as exc:
+        # the store failed, not the request: say so, log the cause
+        node.metrics.inc("writes_failed")
+        log.exception("write failed", error=f"{type(exc).__name__}: {exc}")
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ControlError("internal", f"write failed: {detail}") from exc
 
 
 async def import_rows(node: Node, params: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from daemon.framed import StreamClosedError
+from daemon.logs import adopt_libp2p_logger, count_subscription_drops
 
 log = structlog.get_logger("network")
 
@@ -150,6 +151,8 @@ class Network:
             raise NetworkError(f"bad multiaddr {maddr!r}: {exc}") from exc
         if str(info.peer_id) == self.peer_id:
             return self.peer_id
+        if str(info.peer_id) not in self.connected_peers():
+            self._dial_only(info)
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
                 await self._host.connect(info)  # type: ignore[attr-defined]
@@ -158,6 +161,17 @@ class Network:
         except Exception as exc:  # py-libp2p raises many unrelated types on dial failure
             raise NetworkError(f"dial {maddr} failed: {type(exc).__name__}: {exc}") from exc
         return str(info.peer_id)
+
+    def _dial_only(self, info: object) -> None:
+        """Make the next dial of this peer use exactly ``info``'s addresses.
+
+        py-libp2p dials only the first stored TCP address of a peer and then refuses
+        it for a while (negative cache): a peer that restarted on a new port could not
+        be reached at its new address while the old one was remembered.
+        """
+        peer = info.peer_id  # type: ignore[attr-defined]
+        self._host.get_peerstore().clear_addrs(peer)  # type: ignore[attr-defined]
+        self._host.get_network().unblock_peer(peer)  # type: ignore[attr-defined]
 
     async def open_stream(self, peer_id: str, protocol: str) -> Libp2pByteStream:
         """Open a stream to a connected (or dialable) peer."""
@@ -204,8 +218,12 @@ async def open_network(
     mdns: bool = False,
     psk: str | None = None,
     max_gossip_per_second: float = 200.0,
+    on_drop: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Network]:
-    """Start a host listening on ``listen`` and subscribed to ``topic``."""
+    """Start a host listening on ``listen`` and subscribed to ``topic``.
+
+    ``on_drop()`` is called for each message py-libp2p drops because our subscription's
+    buffer is full (the listener must keep reading)."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519().private_key)
     host = new_host(
         key_pair=key_pair,
@@ -240,7 +258,10 @@ async def open_network(
 
             if mdns:
                 peerDiscovery.register_peer_discovered_handler(handler)  # type: ignore[arg-type]
+            adopt_libp2p_logger()  # in case py-libp2p was first imported after our set-up
+            stop_counting = count_subscription_drops(on_drop)
             try:
                 yield network
             finally:
+                stop_counting()
                 peerDiscovery.unregister_peer_discovered_handler(handler)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from daemon.ratelimit import RateLimiter
 from daemon.signing import Signer, signature_problem
 from daemon.store import ApplyResult, Decoded, Store
 from protocol.changeset import Changeset, TableChanges
-from protocol.messages import MAX_PUSHED_BYTES
+from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:
     from daemon.network import Network
@@ -120,7 +120,8 @@ class Node:
 
     def _remember_for_push(self, block: bytes) -> None:
         total = sum(map(len, self._pushable)) + len(block)
-        if self._push_overflow or total > MAX_PUSHED_BYTES:
+        too_many = len(self._pushable) >= MAX_PUSHED_BLOCKS  # receivers refuse more
+        if self._push_overflow or total > MAX_PUSHED_BYTES or too_many:
             self._push_overflow, self._pushable = True, []
         else:
             self._pushable.append(block)

@@ -101,6 +101,15 @@ def upsert_sql(table: str, check_tombstones: bool, optimistic: bool = False) -> 
 
 
 @cache
+def tombstoned_sql(table: str) -> str:
+    """One row if any staged upsert's key has a tombstone (else none)."""
+    return (
+        f"SELECT 1 FROM stage s JOIN store.tombstones d ON d.tbl = '{table}' "
+        f"AND d.pk = {_key_text(table, 's')} WHERE s._op = 0 LIMIT 1"
+    )
+
+
+@cache
 def clear_tombstones_sql(table: str) -> str:
     """Drop tombstones that a staged upsert supersedes."""
     return (

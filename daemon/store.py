@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from daemon import rowsql
-from daemon.apply import BatchContext, apply_batch
+from daemon.apply import BatchContext, NotNew, apply_batch
 from daemon.blocklog import BlockLog
 from daemon.rowchanges import key_text
 from protocol import changeset as cs_codec
@@ -43,6 +43,16 @@ POINT_LOOKUP_LIMIT = 256
 
 class StoreError(Exception):
     """The store could not do what was asked."""
+
+
+# What a write with values of the wrong type or range raises while it is applied; other
+# errors during a local commit are failures of the store itself (disk, bugs, DuckDB).
+BAD_VALUE_ERRORS = (
+    RemoteProtocolError,
+    pa.ArrowException,
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+)
 
 
 @dataclass
@@ -68,7 +78,13 @@ class Decoded:
 class Store:
     """One duckpeer database file."""
 
-    def __init__(self, path: Path | str, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
         # Checkpoint every 256 MB of WAL rather than DuckDB's 16 MB: bulk writes then
         # write each row group once more instead of many times (~15 % faster ingest).
         config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB",
@@ -78,6 +94,7 @@ class Store:
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.path = str(path)
+        self.clock_ms = clock_ms  # wall clock for the HLC (tests skew it)
         self.blocklog = BlockLog(Path(path).with_suffix(".blocks"))
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET lock_configuration = true")
@@ -112,10 +129,12 @@ class Store:
 
     def _migrate(self) -> None:
         cur = self._writer
+        # fetchall, never fetchone, on the writer: DuckDB 2.0 refuses register() on a
+        # connection with an unfinished result (every write failed after a restart)
         exists = cur.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'store' "
             "AND table_name = 'heads'"
-        ).fetchone()
+        ).fetchall()[0]
         folder = resources.files("daemon.migrations")
         names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
         if exists and exists[0]:
@@ -145,8 +164,8 @@ class Store:
         self.hlc = 0
         for *_, stamp in rows:
             self._observe(stamp)  # as when applied: a far-future clock is not adopted
-        top = self._writer.execute("SELECT max(applied) FROM store.changesets").fetchone()
-        self._applied_counter = (top[0] if top else None) or 0
+        (top,) = self._writer.execute("SELECT max(applied) FROM store.changesets").fetchall()
+        self._applied_counter = top[0] or 0
 
     # -- state ---------------------------------------------------------------------
 
@@ -229,8 +248,10 @@ class Store:
         tables = [self._rebased_on_tombstones(t) for t in tables]
         seq, prev = self.heads.get(origin, (0, None))
         own = self._writer.execute("SELECT hlc FROM store.heads WHERE origin = ?", [origin])
-        last = max(self.hlc, (own.fetchone() or (0,))[0])  # our chain's clock never goes back
-        stamp = hlc_clock.tick(last, int(time.time() * 1000))
+        last = max([self.hlc, *(h for (h,) in own.fetchall())])  # our chain never goes back
+        # A change is ordered after every version it is based on, whatever our clock says
+        # (a clock behind its base's would otherwise make the edit lose to what it edits).
+        stamp = hlc_clock.tick(max(last, cs_codec.newest_base_hlc(tables)), self.clock_ms())
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
         if sign is not None:
@@ -238,9 +259,13 @@ class Store:
             block = cs_codec.sign_block(block, signature)
             cs = dataclasses.replace(cs, signature=signature)
         item = Decoded(cs, cs_codec.cid_of(block), block)
-        result = self._apply_batch([item])
-        if result.rejected:
-            raise StoreError(result.rejected[0][1])
+        checked = ApplyResult()
+        if not self._chain_checked([item], checked):  # our own chain: never refused
+            raise RuntimeError(f"own changeset refused: {checked.rejected[0][1]}")
+        try:
+            self._transaction([item])
+        except BAD_VALUE_ERRORS as exc:  # the caller's values; anything else is ours
+            raise StoreError(f"bad value: {str(exc).splitlines()[0]}") from exc
         return item
 
     def _rebased_on_tombstones(self, table: TableChanges) -> TableChanges:
@@ -387,6 +412,10 @@ class Store:
             if cs.hlc <= stamps.get(cs.origin, 0):  # conflict tracking relies on it
                 result.rejected.append((item.cid, f"{cs.origin}#{cs.seq}: hlc went back"))
                 continue
+            problem = cs_codec.ordering_problem(cs)  # and on changes following their bases
+            if problem is not None:
+                result.rejected.append((item.cid, problem))
+                continue
             heads[cs.origin] = (cs.seq, item.cid)
             stamps[cs.origin] = cs.hlc
             fresh.append(item)
@@ -395,7 +424,7 @@ class Store:
     def _transaction(self, items: Sequence[Decoded]) -> None:
         try:
             ctx = self._run_transaction(items, optimistic=True)
-        except duckdb.ConstraintException:  # a "new" row existed after all: do it the slow way
+        except (duckdb.ConstraintException, NotNew):  # a "new" row existed: the slow way
             ctx = self._run_transaction(items, optimistic=False)
         self._tombstone_tables = ctx.tombstone_tables
         self._entry_tables = ctx.with_entries
@@ -428,7 +457,7 @@ class Store:
         return ctx
 
     def _observe(self, remote: int) -> None:
-        now = int(time.time() * 1000)
+        now = self.clock_ms()
         try:
             self.hlc = hlc_clock.observe(self.hlc, remote, now)
         except RemoteProtocolError:

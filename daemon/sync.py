@@ -199,6 +199,8 @@ async def _read_blocks(
             result.db_cid = msg.db_cid
             break
         elif isinstance(msg, SyncError):
+            if batch:  # what arrived before the refusal is still applied
+                await send.send(batch)
             raise RemoteProtocolError(f"peer refused: {msg.reason}")
         else:
             raise RemoteProtocolError(f"unexpected {type(msg).__name__} in sync response")

@@ -134,14 +134,14 @@ def _encode_bases(bases: Sequence[Base]) -> list[Any] | None:
 
 
 def _encode_base(base: Base) -> Any:
-    versions = base_versions(base)
+    versions = tuple(sorted(set(base_versions(base))))
     if len(versions) > MAX_BASES:
         raise LocalProtocolError(f"a row change names at most {MAX_BASES} bases")
     if not versions:
         return None
     if len(versions) == 1:
         return [versions[0][0], versions[0][1]]
-    return [[h, o] for h, o in sorted(set(versions))]
+    return [[h, o] for h, o in versions]
 
 
 def _encode_changed(changed: Sequence[int], width: int) -> list[int] | None:
@@ -285,6 +285,36 @@ def _decode_version(raw: object, table: str) -> Version:
     if len(pair) != 2:
         raise RemoteProtocolError(f"{table}.base: wrong arity")
     return (expect_int(pair[0], f"{table}.base.hlc"), expect_str(pair[1], f"{table}.base", 128))
+
+
+def newest_base_hlc(tables: Sequence[TableChanges]) -> int:
+    """The largest hlc among the versions the row changes are based on (0 if none).
+
+    A writer stamps its changeset above it, so that every change is later than what it
+    replaces even when the writer's clock is behind the base's writer's.
+    """
+    newest = 0
+    for table in tables:
+        for base in table.bases:
+            if base is not None:
+                newest = max(newest, *(hlc for hlc, _ in base_versions(base)))
+    return newest
+
+
+def ordering_problem(cs: Changeset) -> str | None:
+    """Why ``cs`` breaks the rule that every row change is later than each of its bases
+    (in (hlc, origin) order), or None. Conflict bookkeeping relies on the rule: with it,
+    a key with one head shows that head, whatever the batching of arrivals."""
+    version = cs.version
+    for table in cs.tables:
+        for base in table.bases:
+            if base is None:
+                continue
+            for b in base_versions(base):
+                if b >= version:
+                    return (f"{cs.origin}#{cs.seq}: a {table.table} change at hlc {cs.hlc} "
+                            f"is not later than its base {list(b)}")  # fmt: skip
+    return None
 
 
 def cid_of(block: bytes) -> str:

@@ -40,6 +40,7 @@ class Announce:
 
 
 MAX_PUSHED_BYTES = 64 << 10  # total size of Announce.blocks
+MAX_PUSHED_BLOCKS = 64  # and their number
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _announce_from_wire(raw: dict[str, Any]) -> Announce:
 
 
 def _pushed_blocks(raw: object) -> tuple[bytes, ...]:
-    blocks = tuple(expect_list_of(raw, "announce.blocks", _block, 64))
+    blocks = tuple(expect_list_of(raw, "announce.blocks", _block, MAX_PUSHED_BLOCKS))
     if sum(len(b) for b in blocks) > MAX_PUSHED_BYTES:
         raise RemoteProtocolError(f"announce.blocks: more than {MAX_PUSHED_BYTES} bytes")
     return blocks

@@ -462,3 +462,20 @@ def test_blocks_of_untrusted_origins_are_refused_whoever_relays_them(store: Stor
     result = store.apply_blocks(blocks, admit)
     assert result.applied == 0 and "not a trusted peer" in result.rejected[0][1]
     assert model_rows(store) == [] and store.vector() == {}
+
+
+def test_writes_after_reopening_a_store_that_holds_tombstones(tmp_path: Path) -> None:
+    """Once a row was deleted, every write after a restart failed with DuckDB's
+    'connection has an unfinished result' (a fetchone left on the writer cursor)."""
+    path = tmp_path / "t.duckdb"
+    s = Store(path)
+    s.commit_local("me", [models((U, "gone", "x"))])
+    s.commit_local("me", [writes.delete_change(s, "models", "gone")])
+    s.close()
+    s = Store(path)
+    try:
+        s.commit_local("me", [models((U, "again", "y"))])
+        s.commit_local("me", writes.result_changes(s, RECORDS)[0])
+        assert s.vector() == {"me": 4}
+    finally:
+        s.close()

@@ -6,7 +6,7 @@ import pytest
 
 from protocol import messages
 from protocol.errors import RemoteProtocolError
-from protocol.messages import MAX_PUSHED_BYTES, Announce
+from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES, Announce
 
 
 def test_pushed_blocks_round_trip() -> None:
@@ -26,3 +26,9 @@ def test_pushed_blocks_must_be_bytes() -> None:
     )
     with pytest.raises(RemoteProtocolError):
         messages.decode(raw)
+
+
+def test_more_than_64_pushed_blocks_are_refused() -> None:
+    blocks = tuple(b"x" for _ in range(MAX_PUSHED_BLOCKS + 1))
+    with pytest.raises(RemoteProtocolError):
+        messages.decode(messages.encode(Announce("p", "bafy", {"p": 1}, blocks=blocks)))
