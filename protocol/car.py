@@ -57,7 +57,8 @@ def read_header(buf: bytes | memoryview) -> tuple[list[bytes], int]:
         raise RemoteProtocolError(f"CAR header of {length} bytes is bad or truncated")
     try:
         header = dag_cbor.decode(bytes(buf[pos : pos + length]))
-    except (CBORError, ValueError, TypeError, LookupError) as exc:
+    except (CBORError, ValueError, TypeError, LookupError, OverflowError) as exc:
+        # (OverflowError: a string length beyond the header's own, from dag_cbor)
         raise RemoteProtocolError(f"CAR header is not dag-cbor: {exc}") from exc
     if not isinstance(header, dict) or header.get("version") != 1:
         raise RemoteProtocolError("not a CARv1 archive (header version is not 1)")
