@@ -43,8 +43,8 @@ from _common import (
 )
 
 from daemon.localcluster import LocalPeer
-from daemon.store import Store
-from daemon.writes import result_changes
+from daemon.store.database import Store
+from daemon.writes.changes import result_changes
 from peerctl.client import Client
 
 AGG = """

@@ -91,8 +91,8 @@ def apply_in_process(src_dir: Path, work: Path) -> dict[str, Any]:
 
     Batches are formed like the sync client does (up to 16 MiB or 512 blocks).
     """
-    from daemon import sync
-    from daemon.store import Store
+    from daemon.net import sync
+    from daemon.store.database import Store
     from protocol import changeset as cs_codec
 
     print("in-process apply of the same blocks (no network)…", flush=True)

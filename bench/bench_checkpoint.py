@@ -13,7 +13,7 @@ CHECKPOINT after each of:
 
 When the changeset blocks were a BLOB column, the cost tracked the log's size (about
 10 ms per MB): every checkpoint rewrote the log. Since the blocks moved to the block
-log (daemon/blocklog.py) DuckDB holds only their locations; this script shows the cost
+log (daemon/store/blocklog.py) DuckDB holds only their locations; this script shows the cost
 no longer grows with the log.
 
     .venv/bin/python bench/bench_checkpoint.py            # up to 3M rows
@@ -35,8 +35,8 @@ from _common import (
     sample_columns,
 )
 
-from daemon.store import Store
-from daemon.writes import result_changes
+from daemon.store.database import Store
+from daemon.writes.changes import result_changes
 
 ORIGIN = "bench-checkpoint"
 

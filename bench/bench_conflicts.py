@@ -1,6 +1,6 @@
 """Cost of applying a 10k-change delta with 10 % conflicting changes vs none, per strategy.
 
-A target store (``daemon.store.Store``, in process, no network) holds ``--rows`` models
+A target store (``daemon.store.database.Store``, in process, no network) holds ``--rows`` models
 written by origin ``seed``. Origin ``left`` edits every one of ``--delta`` rows (one
 column each, based on the seed's version, one changeset); origin ``right`` edits
 ``--conflict-pct`` % of those same rows concurrently (another column, same base).
@@ -28,7 +28,7 @@ from typing import Any
 
 from _common import bench_main, print_table
 
-from daemon.store import Store
+from daemon.store.database import Store
 from protocol.changeset import Changeset, Op, TableChanges, cid_of, encode
 from protocol.conflicts import Strategy
 

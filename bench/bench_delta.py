@@ -1,6 +1,6 @@
 """Cost of applying a 1,000-row delta into a big database vs a small one.
 
-Two target stores (``daemon.store.Store``, in process, no network) are pre-filled with
+Two target stores (``daemon.store.database.Store``, in process, no network) are pre-filled with
 results through the normal local write path (``writes.result_changes`` +
 ``Store.commit_local``, ``--chunk`` rows per changeset, origin ``bench-prefill``), then
 closed (checkpoint) and reopened with the daemon's configuration. A separate source
@@ -50,8 +50,8 @@ from _common import (
     sample_columns,
 )
 
-from daemon.store import Store
-from daemon.writes import result_changes
+from daemon.store.database import Store
+from daemon.writes.changes import result_changes
 from protocol import changeset as cs_codec
 
 GOAL_RATIO = 1.5

@@ -1,6 +1,6 @@
 """Knowledge graph: population, similarity top-k and incremental updates.
 
-In process (``daemon.store.Store`` + ``daemon.kg.KnowledgeGraph``, no network). Stores
+In process (``daemon.store.database.Store`` + ``daemon.kg.graph.KnowledgeGraph``, no network). Stores
 are filled through the normal local write path (``writes.result_changes`` +
 ``Store.commit_local``, 100k-row changesets, checkpoints deferred to the end of the
 fill) with synthetic results: ``--models`` models in 50 families, 10 hardware
@@ -37,9 +37,9 @@ import _common  # noqa: F401  (puts the project root on sys.path)
 import numpy as np
 from _common import bench_main, deferred_checkpoints, print_table, summary_ms
 
-from daemon.kg import KnowledgeGraph
-from daemon.store import Store
-from daemon.writes import delete_change, result_changes, update_change
+from daemon.kg.graph import KnowledgeGraph
+from daemon.store.database import Store
+from daemon.writes.changes import delete_change, result_changes, update_change
 
 HARDWARE = [("cpu", "Xeon 8380", 1.0), ("cpu", "EPYC 9654", 1.3), ("cuda", "A100", 12.0),
             ("cuda", "H100", 20.0), ("cuda", "RTX 4090", 9.0), ("rocm", "MI250", 9.0),

@@ -12,18 +12,20 @@ import structlog
 import trio
 from libp2p.peer.id import ID
 
-from daemon import gossip, sync
-from daemon.bootstrap import serve_bootstrap, serve_discovery
+from daemon.net import gossip
+
+from daemon.net import sync
+from daemon.net.bootstrap import serve_bootstrap, serve_discovery
 from daemon.config import Config, ConfigError, read_psk
-from daemon.control import serve_control
-from daemon.handlers import make_handlers
-from daemon.identity import load_or_create_identity
-from daemon.network import open_network
+from daemon.control.server import serve_control
+from daemon.control.registry import make_handlers
+from daemon.net.identity import load_or_create_identity
+from daemon.net.network import open_network
 from daemon.node import Node
-from daemon.peercred import make_authorizer
+from daemon.control.peercred import make_authorizer
 from daemon.sdnotify import Notifier
-from daemon.signing import signer
-from daemon.store import Store
+from daemon.store.signing import signer
+from daemon.store.database import Store
 
 log = structlog.get_logger("duckpeerd")
 
@@ -76,13 +78,13 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
 # Services of feature modules: each module has ``serve(node, *, task_status)``, started
 # like the core services above (``await nursery.start``) before the control socket opens.
 FEATURE_SERVICES: tuple[str, ...] = (
-    "daemon.kg_methods",
-    "daemon.cacheshare",
-    "daemon.prefetch",
-    "daemon.snapshot_service",
-    "daemon.peerstatus",
-    "daemon.monitor",
-    "daemon.distq_service",
+    "daemon.kg.methods",
+    "daemon.query.share",
+    "daemon.query.prefetch",
+    "daemon.snapshot.service",
+    "daemon.net.peerstatus",
+    "daemon.monitor.service",
+    "daemon.distq.service",
 )
 
 

@@ -45,10 +45,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from daemon.app import run_daemon
     from daemon.config import ConfigError, load_config
-    from daemon.control import SocketInUse
-    from daemon.identity import IdentityError
+    from daemon.control.server import SocketInUse
+    from daemon.net.identity import IdentityError
     from daemon.logs import configure_logging
-    from daemon.network import NetworkError
+    from daemon.net.network import NetworkError
 
     flags = {
         "data_dir": args.data_dir,

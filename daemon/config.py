@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.monitor_config import MonitorConfig, parse_monitor
+from daemon.metrics.config import MonitorConfig, parse_monitor
 from protocol.conflicts import Strategy, parse_strategy
 from protocol.schema import TABLES
 

@@ -11,15 +11,15 @@ import structlog
 import trio
 
 from daemon.config import Config
-from daemon.metrics import Metrics
+from daemon.metrics.counters import Metrics
 from daemon.ratelimit import RateLimiter
-from daemon.signing import Signer, signature_problem
-from daemon.store import ApplyResult, Decoded, Store
+from daemon.store.signing import Signer, signature_problem
+from daemon.store.database import ApplyResult, Decoded, Store
 from protocol.changeset import Changeset, TableChanges
 from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:
-    from daemon.network import Network
+    from daemon.net.network import Network
 
 log = structlog.get_logger("node")
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class Node:
         self.metrics = Metrics()
         self.peers: dict[str, PeerState] = {}
         self.network: Network | None = None
-        self.monitor: Any = None  # daemon.monitor.Monitor, set by its service
+        self.monitor: Any = None  # daemon.monitor.service.Monitor, set by its service
         self.started_at = time.time()
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)
@@ -64,7 +64,7 @@ class Node:
         self.dialing: set[str] = set()
         self._sync_wakeup = trio.Event()
         # An empty store told to bootstrap from a snapshot takes no delta until it has
-        # (daemon/snapshot_service.py releases it); a snapshot loads only into an empty store.
+        # (daemon/snapshot/service.py releases it); a snapshot loads only into an empty store.
         self.sync_held = config.bootstrap_snapshot and not store.heads
         # Feature services handle gossip message types other than Announce here:
         # ``handler(sender, message)``, called from the listener, must not block.

@@ -77,7 +77,7 @@ def cmd_bootstrap(client: Client, args: argparse.Namespace) -> int:
 def cmd_ls(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from daemon.snapshot import SnapshotError, SnapshotReader  # heavy imports, only here
+    from daemon.snapshot.archive import SnapshotError, SnapshotReader  # heavy imports, only here
 
     try:
         with SnapshotReader(Path(args.file).resolve()) as snap:

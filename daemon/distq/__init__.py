@@ -1,0 +1,1 @@
+"""Distributed queries: planning, fragments, workers, partial results and the reduce."""

@@ -1,0 +1,1 @@
+"""The knowledge graph of models, hardware and benchmark configurations."""

@@ -1,0 +1,279 @@
+"""The knowledge graph of models, hardware and results: derived, local, incremental.
+
+:class:`KnowledgeGraph` keeps schema ``kg`` (see :mod:`daemon.kg.sql`) in step with the
+replicated tables. The store calls :meth:`KnowledgeGraph.on_commit` after every
+committed batch (local writes and replicated changesets alike) with the changesets it
+applied; the graph only notes the keys they touched. :meth:`flush` (run by the kg
+service in the writer thread, and before every kg query) folds the pending keys into
+the graph in one transaction, so a burst of changesets costs one refresh. The touched
+rows are re-read from the store: whatever a changeset did (insert, update, delete,
+a lost last-writer-wins race), the graph ends as a full rebuild would.
+
+``kg.meta`` records the layout version and up to which applied changeset the graph is
+current; a graph of another layout, or one that fell behind (a crash between a commit
+and its flush), is rebuilt on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import structlog
+
+from daemon.kg import sql as kg_sql
+from daemon.kg.index import SimilarityIndex
+
+if TYPE_CHECKING:
+    from daemon.store.database import Decoded, Store
+
+log = structlog.get_logger("kg")
+
+# Tables whose changes move the graph, and how; the others (test_runs) do not.
+REFRESHED = {
+    "performance_results": kg_sql.refresh_results_statements,
+    "hardware_compatibility": kg_sql.refresh_compat_statements,
+}
+VIEW_ONLY = {"models", "hardware_platforms"}  # read live by the views
+SIMILAR_PER_MODEL = 3
+SIMILAR_EDGE_MIN = 0.9
+REBUILD_MIN_KEYS = 50_000
+
+
+class KnowledgeGraph:
+    """Schema ``kg`` of one store plus the in-memory similarity index."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = SimilarityIndex()
+        self._lock = threading.Lock()
+        self._pending: dict[str, set[str]] = {}
+        self._pending_applied = 0
+        self._flushing = False
+        self.last_flush: dict[str, Any] = {}
+
+    # -- lifecycle (writer thread) ------------------------------------------------------------
+
+    def open(self) -> dict[str, Any] | None:
+        """Create or catch up schema ``kg``; returns rebuild figures if it rebuilt."""
+        cur = self.store.cursor()
+        try:
+            meta = self._meta(cur)
+            if meta == (kg_sql.KG_VERSION, self.store.applied_count()):
+                for view in kg_sql.VIEWS:  # views follow the code's current definition
+                    cur.execute(view)
+                return None
+        finally:
+            cur.close()
+        return self.populate()
+
+    def _meta(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, int] | None:
+        """(layout version, applied count) the graph was built for, if any."""
+        try:
+            row = cur.execute("SELECT version, applied FROM kg.meta").fetchone()
+        except (duckdb.CatalogException, duckdb.BinderException):  # none, or an old layout
+            return None
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def _rebuild_threshold(self) -> int:
+        """Pending keys beyond which a rebuild beats the incremental refresh: a quarter
+        of the results (each refresh statement scans the result tables anyway)."""
+        cur = self.store.cursor()
+        try:
+            row = cur.execute("SELECT count(*) FROM kg.result_configs").fetchone()
+        finally:
+            cur.close()
+        return max(REBUILD_MIN_KEYS, (row[0] if row else 0) // 4)
+
+    def populate(self, applied: int | None = None) -> dict[str, Any]:
+        """Rebuild the whole graph from the replicated tables (``populate_from_benchmarks``)."""
+        started = time.perf_counter()
+        with self._lock:
+            if applied is None:
+                self._pending, applied = {}, self.store.applied_count()
+        cur = self.store.cursor()
+        try:
+            self._run(cur, kg_sql.populate_statements(), applied, edges_fresh=False)
+            counts = self._counts(cur)
+        finally:
+            cur.close()
+        self.index.invalidate(None)
+        figures = {"seconds": round(time.perf_counter() - started, 3), **counts}
+        log.info("knowledge graph rebuilt", **figures)
+        return figures
+
+    def _run(
+        self, cur: duckdb.DuckDBPyConnection, statements: Sequence[str], applied: int,
+        edges_fresh: bool,
+    ) -> None:  # fmt: skip
+        cur.execute("BEGIN")
+        try:
+            for sql in statements:
+                cur.execute(sql)
+            cur.execute("DELETE FROM kg.meta")
+            cur.execute(
+                "INSERT INTO kg.meta VALUES (?, ?, ?)", [kg_sql.KG_VERSION, applied, edges_fresh]
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.TransactionException):
+                cur.execute("ROLLBACK")
+            raise
+
+    def _counts(self, cur: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        row = cur.execute(
+            "SELECT (SELECT count(*) FROM kg.result_configs), (SELECT count(*) FROM kg.configs),"
+            " (SELECT count(*) FROM kg.nodes), (SELECT count(*) FROM kg.edges)"
+        ).fetchone() or (0, 0, 0, 0)
+        return dict(zip(("results", "configs", "nodes", "edges"), row, strict=True))
+
+    # -- incremental updates ----------------------------------------------------------------
+
+    def on_commit(self, items: Sequence[Decoded], applied: int) -> None:
+        """Store hook (writer thread): remember the keys a committed batch touched.
+
+        Runs before the store publishes the batch's CID, so whoever sees the new CID
+        and then asks the graph finds these keys pending (and flushed first)."""
+        with self._lock:
+            for item in items:
+                for table in item.changeset.tables:
+                    if table.table in REFRESHED or table.table in VIEW_ONLY:
+                        keys = self._pending.setdefault(table.table, set())
+                        keys.update(map(str, table.keys))
+            self._pending_applied = applied
+
+    def has_pending(self) -> bool:
+        """True when committed changes are not in the graph yet (or are being folded in)."""
+        with self._lock:
+            return bool(self._pending) or self._flushing
+
+    def flush(self) -> dict[str, Any]:
+        """Fold pending changes into the graph (writer thread); returns what it did."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            applied = self._pending_applied
+            self._flushing = bool(pending)
+        if not pending:
+            return {}
+        try:
+            return self._flush(pending, applied)
+        finally:
+            with self._lock:
+                self._flushing = False
+
+    def _flush(self, pending: dict[str, set[str]], applied: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        rows = sum(map(len, pending.values()))
+        if rows > self._rebuild_threshold():
+            figures = self.populate(applied)  # a bulk load: rebuilding is cheaper
+            self.last_flush = {"rows": rows, "configs": figures["configs"], "rebuilt": True,
+                               "ms": figures["seconds"] * 1000}  # fmt: skip
+            return self.last_flush
+        cur = self.store.cursor()
+        try:
+            touched_configs = self._apply(cur, pending, applied)
+            # configurations whose family, modality or hardware type may have moved
+            touched_configs += _configs_of(cur, pending)
+        except duckdb.Error:
+            with self._lock:  # give the keys back: the next flush (or a rebuild) retries
+                for table, keys in pending.items():
+                    self._pending.setdefault(table, set()).update(keys)
+            raise
+        finally:
+            cur.close()
+        self.index.invalidate(touched_configs)
+        self.last_flush = {
+            "rows": rows,
+            "configs": len(touched_configs),
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        return self.last_flush
+
+    def _apply(
+        self, cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]], applied: int
+    ) -> list[str]:
+        """Run the refresh in one transaction; return the configuration ids it touched."""
+        touched: list[str] = []
+        cur.execute("BEGIN")
+        try:
+            for table, build in REFRESHED.items():
+                if not pending.get(table):
+                    continue
+                keys = pa.table({"k": pa.array(sorted(pending[table]), pa.string())})
+                cur.register("kg_keys", keys)
+                for sql in build():
+                    cur.execute(sql)
+                cur.unregister("kg_keys")
+                if table == "performance_results":
+                    rows = cur.execute("SELECT config_id FROM kg_new").fetchall()
+                    touched += [r[0] for r in rows]
+            cur.execute("UPDATE kg.meta SET applied = ?, edges_fresh = false", [applied])
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.TransactionException):
+                cur.execute("ROLLBACK")
+            raise
+        return touched
+
+    # -- similar_performance edges ----------------------------------------------------------
+
+    def edges_fresh(self) -> bool:
+        """True when ``kg.similar_edges`` matches the current configurations."""
+        cur = self.store.cursor()
+        try:
+            row = cur.execute("SELECT edges_fresh FROM kg.meta").fetchone()
+            return bool(row and row[0]) and not self.has_pending()
+        finally:
+            cur.close()
+
+    def refresh_similar_edges(self) -> int:
+        """Recompute model ``similar_performance`` edges (writer thread); returns the count."""
+        self.flush()
+        cur = self.store.cursor()
+        try:
+            edges = self.index.similar_model_edges(cur, SIMILAR_PER_MODEL, SIMILAR_EDGE_MIN)
+            table = pa.table(
+                {
+                    "src": pa.array([e[0] for e in edges], pa.string()),
+                    "dst": pa.array([e[1] for e in edges], pa.string()),
+                    "weight": pa.array([e[2] for e in edges], pa.float64()),
+                }
+            )
+            cur.register("kg_edges_new", table)
+            cur.execute("BEGIN")
+            try:
+                cur.execute("DELETE FROM kg.similar_edges")
+                cur.execute("INSERT INTO kg.similar_edges SELECT * FROM kg_edges_new")
+                cur.execute("UPDATE kg.meta SET edges_fresh = true")
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.TransactionException):
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.unregister("kg_edges_new")
+        finally:
+            cur.close()
+        return len(edges)
+
+
+def _configs_of(cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]]) -> list[str]:
+    """Configuration ids of the models and hardware platforms in ``pending``."""
+    out: list[str] = []
+    for table, column in (("models", "model_id"), ("hardware_platforms", "hardware_id")):
+        if pending.get(table):
+            cur.register("kg_owner_keys", pa.table({"k": pa.array(sorted(pending[table]))}))
+            try:
+                rows = cur.execute(
+                    f"SELECT config_id FROM kg.configs WHERE {column} IN "
+                    "(SELECT k FROM kg_owner_keys)"
+                ).fetchall()
+            finally:
+                cur.unregister("kg_owner_keys")
+            out += [r[0] for r in rows]
+    return out

@@ -1,0 +1,1 @@
+"""The performance monitor: sampling, alerts, health, Prometheus, history, verify."""

@@ -1,0 +1,267 @@
+"""Narrow adapter over py-libp2p: one host, one gossipsub topic, framed streams.
+
+The rest of the daemon sees peer ids and multiaddrs as strings, gossip as bytes and
+streams as :class:`ByteStream`; py-libp2p's types and quirks stay in this module
+(StreamEOF instead of b"", spam protection on by default, heartbeat of 120 s, own
+messages echoed to our subscription).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import multiaddr
+import structlog
+import trio
+from google.protobuf.message import DecodeError
+from libp2p import new_host
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
+from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.io.exceptions import IOException
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from daemon.net.framed import StreamClosedError
+from daemon.logs import adopt_libp2p_logger, count_subscription_drops
+
+log = structlog.get_logger("network")
+
+CONNECT_TIMEOUT = 10.0
+
+
+class NetworkError(Exception):
+    """Dialing or opening a stream failed."""
+
+
+class Libp2pByteStream:
+    """A libp2p stream behind the :class:`ByteStream` interface."""
+
+    def __init__(self, stream: object, peer_id: str) -> None:
+        self._stream = stream
+        self.peer_id = peer_id
+
+    async def read(self, max_bytes: int) -> bytes:
+        try:
+            return await self._stream.read(max_bytes)  # type: ignore[attr-defined,no-any-return]
+        except StreamEOF:
+            return b""
+        except IOException as exc:
+            raise StreamClosedError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._stream.write(data)  # type: ignore[attr-defined]
+        except IOException as exc:
+            raise StreamClosedError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        try:
+            await self._stream.close()  # type: ignore[attr-defined]
+        except IOException:
+            pass
+
+    async def reset(self) -> None:
+        """Abort the stream (peer sees an error, not a clean end)."""
+        try:
+            await self._stream.reset()  # type: ignore[attr-defined]
+        except IOException:
+            pass
+
+
+StreamHandler = Callable[[Libp2pByteStream], Awaitable[None]]
+
+
+class GuardedPubsub(Pubsub):
+    """py-libp2p's Pubsub, except that a pubsub RPC that does not parse resets that
+    peer's stream instead of escaping into the connection task (which took the whole
+    host down: seen with a peer flooding the topic)."""
+
+    async def continuously_read_stream(self, stream: object) -> None:  # type: ignore[override]
+        try:
+            await super().continuously_read_stream(stream)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]
+            log.warning("malformed pubsub RPC, stream reset", peer=peer, error=str(exc))
+            try:
+                await stream.reset()  # type: ignore[attr-defined]
+            except IOException:
+                pass
+        except RuntimeError as exc:
+            # A message arriving while the host shuts down: pubsub's task nursery is
+            # already closed and py-libp2p raises this into the connection task.
+            if "closed to new arrivals" not in str(exc):
+                raise
+            log.debug("pubsub message after shutdown began, dropped")
+
+
+@dataclass
+class GossipMessage:
+    """One message from the topic, with the peer that signed it."""
+
+    sender: str
+    data: bytes
+
+
+class Network:
+    """A running libp2p host subscribed to one topic."""
+
+    def __init__(self, host: object, pubsub: Pubsub, topic: str, subscription: object) -> None:
+        self._host = host
+        self._pubsub = pubsub
+        self.topic = topic
+        self._subscription = subscription
+        self.peer_id = str(host.get_id())  # type: ignore[attr-defined]
+        self._discovered_send, self.discovered = trio.open_memory_channel[list[str]](64)
+
+    def _on_discovered(self, token: trio.lowlevel.TrioToken, info: object) -> None:
+        """mDNS callback, called from zeroconf's thread: hand the addresses to trio."""
+        peer = str(info.peer_id)  # type: ignore[attr-defined]
+        addrs = [f"{a}/p2p/{peer}" for a in info.addrs]  # type: ignore[attr-defined]
+        if peer != self.peer_id:
+            try:
+                token.run_sync_soon(self._discovered_send.send_nowait, addrs)
+            except (trio.RunFinishedError, trio.WouldBlock):
+                pass  # shutting down, or a burst of discoveries: the next one comes again
+
+    def listen_addrs(self) -> list[str]:
+        """Our dialable addresses, each ending in /p2p/<peer id>."""
+        return [str(a) for a in self._host.get_addrs()]  # type: ignore[attr-defined]
+
+    def connected_peers(self) -> list[str]:
+        """Peer ids with an open connection."""
+        return [str(p) for p in self._host.get_connected_peers()]  # type: ignore[attr-defined]
+
+    async def connect(self, maddr: str) -> str:
+        """Dial a multiaddr that ends in /p2p/<peer id>; return the peer id."""
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise NetworkError(f"bad multiaddr {maddr!r}: {exc}") from exc
+        if str(info.peer_id) == self.peer_id:
+            return self.peer_id
+        if str(info.peer_id) not in self.connected_peers():
+            self._dial_only(info)
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                await self._host.connect(info)  # type: ignore[attr-defined]
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"dial {maddr} timed out") from exc
+        except Exception as exc:  # py-libp2p raises many unrelated types on dial failure
+            raise NetworkError(f"dial {maddr} failed: {type(exc).__name__}: {exc}") from exc
+        return str(info.peer_id)
+
+    def _dial_only(self, info: object) -> None:
+        """Make the next dial of this peer use exactly ``info``'s addresses.
+
+        py-libp2p dials only the first stored TCP address of a peer and then refuses
+        it for a while (negative cache): a peer that restarted on a new port could not
+        be reached at its new address while the old one was remembered.
+        """
+        peer = info.peer_id  # type: ignore[attr-defined]
+        self._host.get_peerstore().clear_addrs(peer)  # type: ignore[attr-defined]
+        self._host.get_network().unblock_peer(peer)  # type: ignore[attr-defined]
+
+    async def open_stream(self, peer_id: str, protocol: str) -> Libp2pByteStream:
+        """Open a stream to a connected (or dialable) peer."""
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                raw = await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])  # type: ignore[attr-defined]
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"stream to {peer_id} timed out") from exc
+        except Exception as exc:
+            raise NetworkError(f"stream to {peer_id} failed: {type(exc).__name__}: {exc}") from exc
+        return Libp2pByteStream(raw, peer_id)
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve incoming streams of ``protocol`` with ``handler``."""
+
+        async def adapter(raw: object) -> None:
+            peer = str(raw.muxed_conn.peer_id)  # type: ignore[attr-defined]
+            await handler(Libp2pByteStream(raw, peer))
+
+        self._host.set_stream_handler(TProtocol(protocol), adapter)  # type: ignore[attr-defined]
+
+    async def publish(self, data: bytes) -> None:
+        """Publish on our topic (never blocks; py-libp2p drops when queues are full)."""
+        await self._pubsub.publish(self.topic, data)
+
+    async def messages(self) -> AsyncIterator[GossipMessage]:
+        """Messages from other peers on our topic, forever."""
+        while True:
+            msg = await self._subscription.get()  # type: ignore[attr-defined]
+            try:
+                sender = str(ID(msg.from_id))
+            except (ValueError, TypeError):
+                sender = "?"
+            if sender != self.peer_id:
+                yield GossipMessage(sender, bytes(msg.data))
+
+
+@asynccontextmanager
+async def open_network(
+    key_pair: KeyPair,
+    listen: Sequence[str],
+    topic: str,
+    *,
+    mdns: bool = False,
+    psk: str | None = None,
+    max_gossip_per_second: float = 200.0,
+    on_drop: Callable[[], None] = lambda: None,
+) -> AsyncIterator[Network]:
+    """Start a host listening on ``listen`` and subscribed to ``topic``.
+
+    ``on_drop()`` is called for each message py-libp2p drops because our subscription's
+    buffer is full (the listener must keep reading)."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519().private_key)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_ID: noise},
+        muxer_opt={YAMUX_ID: Yamux},
+        enable_mDNS=mdns,
+        psk=psk,
+    )
+    gossip = GossipSub(
+        protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_interval=1,
+        spam_protection_enabled=True,
+        max_messages_per_topic_per_second=max_gossip_per_second,
+    )
+    pubsub = GuardedPubsub(host, gossip)
+    try:
+        addrs = [multiaddr.Multiaddr(a) for a in listen]
+    except (ValueError, TypeError) as exc:
+        raise NetworkError(f"bad listen address: {exc}") from exc
+    async with host.run(addrs):
+        async with background_trio_service(pubsub), background_trio_service(gossip):
+            await pubsub.wait_until_ready()
+            subscription = await pubsub.subscribe(topic)
+            network = Network(host, pubsub, topic, subscription)
+            token = trio.lowlevel.current_trio_token()
+
+            def handler(info: object) -> None:
+                network._on_discovered(token, info)
+
+            if mdns:
+                peerDiscovery.register_peer_discovered_handler(handler)  # type: ignore[arg-type]
+            adopt_libp2p_logger()  # in case py-libp2p was first imported after our set-up
+            stop_counting = count_subscription_drops(on_drop)
+            try:
+                yield network
+            finally:
+                stop_counting()
+                peerDiscovery.unregister_peer_discovered_handler(handler)  # type: ignore[arg-type]

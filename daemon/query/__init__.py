@@ -1,0 +1,1 @@
+"""The local query path: sandbox, fingerprints, rewrites, the result cache and its sharing, analysis."""

@@ -1,0 +1,1 @@
+"""Snapshots of the database as UnixFS/CAR archives, and bootstrap from peers."""

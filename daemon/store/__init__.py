@@ -1,0 +1,1 @@
+"""Rows, the changeset log and chain heads in DuckDB: applying changesets, conflict bookkeeping, signatures."""

@@ -1,0 +1,1 @@
+"""User writes turned into changesets: records, ingests, updates, deletes, imports, conflict resolutions."""

@@ -1,0 +1,306 @@
+"""daemon.control.server.serve_control, in-process, driven by peerctl.client.Client and raw sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from daemon.control import server as control_server
+from daemon.control.server import ControlError, SocketInUse, bind_control_socket, serve_control
+from peerctl.client import Client, DaemonUnavailable, RequestFailed
+from protocol import codec
+from protocol.control import MAX_CONTROL_FRAME, ControlResponse, decode_response
+from protocol.framing import FrameDecoder, encode_frame
+
+
+async def echo(params: dict[str, Any]) -> Any:
+    return {"echo": params}
+
+
+async def refuse(params: dict[str, Any]) -> Any:
+    raise ControlError("not_found", "no row with key 'x'")
+
+
+async def refuse_bad(params: dict[str, Any]) -> Any:
+    raise ControlError("bad_request", "parameter 'sql' must be a str")
+
+
+async def crash(params: dict[str, Any]) -> Any:
+    raise RuntimeError("boom")
+
+
+HANDLERS = {"echo": echo, "refuse": refuse, "refuse_bad": refuse_bad, "crash": crash}
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to 108 bytes: pytest's tmp_path can be too long.
+    path = Path(tempfile.mkdtemp(prefix="dpc-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Server:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.malformed = 0
+
+    def on_malformed(self) -> None:
+        self.malformed += 1
+
+
+@asynccontextmanager
+async def running(path: Path, handlers: dict[str, Any] | None = None) -> AsyncIterator[Server]:
+    server = Server(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(
+                serve_control, path, HANDLERS if handlers is None else handlers, server.on_malformed
+            )
+        )
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def call(path: Path, method: str, **params: Any) -> Any:
+    with Client(path, timeout=10) as client:
+        return client.call(method, **params)
+
+
+async def acall(path: Path, method: str, **params: Any) -> Any:
+    return await trio.to_thread.run_sync(partial(call, path, method, **params))
+
+
+async def raw_exchange(path: Path, data: bytes, *, eof: bool = False) -> list[ControlResponse]:
+    """Send raw bytes (then EOF if asked); read responses until the server closes."""
+    responses: list[ControlResponse] = []
+    decoder = FrameDecoder(MAX_CONTROL_FRAME)
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await stream.send_all(data)
+        if eof:
+            await stream.send_eof()
+        with trio.fail_after(10):  # the server must close the connection
+            while chunk := await stream.receive_some(65536):
+                decoder.feed(chunk)
+                while (frame := decoder.next_frame()) is not None:
+                    responses.append(decode_response(frame))
+    assert decoder.pending == 0
+    return responses
+
+
+async def test_ok_result_and_several_calls_per_connection(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path) as server:
+        assert await acall(path, "echo", a=1, b=[1, "x"], c=None) == {
+            "echo": {"a": 1, "b": [1, "x"], "c": None}
+        }
+
+        def several() -> list[Any]:
+            with Client(path, timeout=10) as client:
+                return [client.call("echo", n=i) for i in range(5)]
+
+        assert await trio.to_thread.run_sync(several) == [{"echo": {"n": i}} for i in range(5)]
+        assert server.malformed == 0
+
+
+async def test_control_error_becomes_request_failed(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path):
+        with pytest.raises(RequestFailed) as info:
+            await acall(path, "refuse")
+        assert info.value.code == "not_found"
+        assert str(info.value) == "no row with key 'x'"
+        assert info.value.exit_code == 1
+
+        with pytest.raises(RequestFailed) as info:
+            await acall(path, "refuse_bad")
+        assert info.value.code == "bad_request" and info.value.exit_code == 2
+
+
+async def test_unknown_method(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path):
+        with pytest.raises(RequestFailed) as info:
+            await acall(path, "no_such_method")
+        assert info.value.code == "unknown_method"
+        assert "no_such_method" in str(info.value)
+        assert info.value.exit_code == 2
+
+
+async def test_handler_crash_is_internal_error_and_server_survives(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path):
+
+        def crash_then_echo_on_same_connection() -> tuple[RequestFailed, Any]:
+            with Client(path, timeout=10) as client:
+                with pytest.raises(RequestFailed) as info:
+                    client.call("crash")
+                return info.value, client.call("echo", again=True)
+
+        error, after = await trio.to_thread.run_sync(crash_then_echo_on_same_connection)
+        assert error.code == "internal"
+        assert "RuntimeError" in str(error) and "boom" in str(error)
+        assert after == {"echo": {"again": True}}
+        assert await acall(path, "echo", next=1) == {"echo": {"next": 1}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"\xc1\xc1\xc1\xc1\xc1", id="not-msgpack"),
+        pytest.param(codec.pack([1, 2, 3]), id="not-a-map"),
+        pytest.param(codec.pack({"v": 99, "id": 1, "m": "echo"}), id="wrong-version"),
+        pytest.param(codec.pack({"v": 1, "id": 1}), id="no-method"),
+        pytest.param(codec.pack({"v": 1, "id": -1, "m": "echo"}), id="negative-id"),
+        pytest.param(codec.pack({"v": 1, "id": 1, "m": "echo", "p": [1]}), id="params-not-map"),
+        pytest.param(b"", id="empty-frame"),
+    ],
+)
+async def test_malformed_frame_gets_bad_request_and_server_serves_others(
+    sock_dir: Path, payload: bytes
+) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path) as server:
+        responses = await raw_exchange(path, encode_frame(payload, MAX_CONTROL_FRAME))
+        assert len(responses) == 1
+        assert responses[0].error_code == "bad_request" and responses[0].id == 0
+        assert responses[0].error
+        assert server.malformed == 1
+        assert await acall(path, "echo", ok=True) == {"echo": {"ok": True}}
+
+
+async def test_oversize_length_prefix_closes_only_that_connection(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path) as server:
+        bystander = await trio.to_thread.run_sync(partial(Client, path, 10))
+        try:
+            assert await trio.to_thread.run_sync(partial(bystander.call, "echo", n=1))
+            oversize = (MAX_CONTROL_FRAME + 1).to_bytes(4, "big")
+            assert await raw_exchange(path, oversize) == []
+            assert server.malformed == 1
+            # The open connection of another client is unaffected.
+            assert await trio.to_thread.run_sync(partial(bystander.call, "echo", n=2)) == {
+                "echo": {"n": 2}
+            }
+        finally:
+            bystander.close()
+        assert await acall(path, "echo", n=3) == {"echo": {"n": 3}}
+
+
+async def test_client_vanishing_mid_frame_is_counted(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path) as server:
+        frame = encode_frame(codec.pack({"v": 1, "id": 1, "m": "echo", "p": {}}), 1 << 20)
+        assert await raw_exchange(path, frame[:-3], eof=True) == []
+        assert server.malformed == 1
+        assert await acall(path, "echo") == {"echo": {}}
+        # A clean EOF between frames is not malformed.
+        assert await raw_exchange(path, b"", eof=True) == []
+        assert server.malformed == 1
+
+
+async def test_idle_connection_is_dropped(
+    sock_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path) as server:
+        stream = await trio.open_unix_socket(str(path))
+        async with stream:
+            start = trio.current_time()
+            assert await stream.receive_some(10) == b""  # the server gave up on us
+            assert trio.current_time() - start >= control_server.IDLE_TIMEOUT
+        assert server.malformed == 1
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+async def test_socket_file_mode_and_removal(sock_dir: Path) -> None:
+    path = sock_dir / "sub" / "c.sock"  # the parent directory is created
+    umask = current_umask()
+    async with running(path):
+        mode = path.lstat().st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o660
+        assert current_umask() == umask  # the bind's umask is not left behind
+    assert not path.exists()
+
+
+async def test_stale_socket_file_is_replaced(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens
+    assert path.exists()
+    with pytest.raises(DaemonUnavailable):
+        call(path, "echo")
+    async with running(path):
+        assert await acall(path, "echo", x=1) == {"echo": {"x": 1}}
+    assert not path.exists()
+
+
+async def test_live_socket_raises_socket_in_use(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        live.bind(str(path))
+        live.listen(1)
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(SocketInUse, match="another daemon"):
+                await nursery.start(partial(serve_control, path, HANDLERS, lambda: None))
+        assert path.exists()  # the other daemon's socket is left alone
+    finally:
+        live.close()
+
+
+async def test_second_server_on_same_path_raises(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with running(path):
+        with pytest.raises(SocketInUse):
+            await bind_control_socket(path)
+        assert await acall(path, "echo") == {"echo": {}}
+
+
+async def test_non_socket_file_is_not_replaced(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    path.write_text("precious")
+    with pytest.raises(SocketInUse, match="not a socket"):
+        await bind_control_socket(path)
+    assert path.read_text() == "precious"
+
+
+def test_client_without_daemon_is_unavailable(sock_dir: Path) -> None:
+    with pytest.raises(DaemonUnavailable) as info:
+        call(sock_dir / "nobody.sock", "status")
+    assert info.value.exit_code == 3
+    assert "\n" not in str(info.value)
+
+
+async def test_configured_frame_limit_refuses_bigger_requests(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    server = Server(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(serve_control, path, HANDLERS, server.on_malformed, max_frame=1024)
+        )
+        assert await acall(path, "echo", small="x") == {"echo": {"small": "x"}}
+        with pytest.raises(DaemonUnavailable):
+            await acall(path, "echo", big="x" * 4096)
+        assert server.malformed == 1
+        assert await acall(path, "echo", n=1) == {"echo": {"n": 1}}
+        nursery.cancel_scope.cancel()

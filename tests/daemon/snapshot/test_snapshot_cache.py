@@ -1,0 +1,54 @@
+"""Snapshots served to peers: one export per database CID, reused for snapshot_max_age
+even after the database changes, and the old file removed once a newer one exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import trio
+from storekit import models
+
+from daemon.config import Config
+from daemon.metrics.counters import Metrics
+from daemon.snapshot.service import Snapshots
+from daemon.store.database import Store
+
+T = TypeVar("T")
+
+
+class FakeNode:
+    """What Snapshots uses of a Node: config, store, metrics, read()."""
+
+    def __init__(self, store: Store, data_dir: Path) -> None:
+        self.store = store
+        self.config = Config(data_dir=data_dir)
+        self.metrics = Metrics()
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await trio.to_thread.run_sync(fn, self.store)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Any]:
+    store = Store(tmp_path / "db.duckdb")
+    store.commit_local("peerA", [models((0, "m1", "one"))])
+    yield FakeNode(store, tmp_path)
+    store.close()
+
+
+async def test_one_export_per_cid_and_max_age(node: Any) -> None:
+    snaps = Snapshots(node)
+    first = await snaps.current()
+    assert (await snaps.current()).info.root == first.info.root
+    assert node.metrics.get("snapshots_exported") == 1
+    node.store.commit_local("peerA", [models((0, "m2", "two"))])
+    stale = await snaps.current(max_age=300.0)  # good enough for a bootstrap
+    assert stale.info.root == first.info.root
+    fresh = await snaps.current()  # but not for an export of the current state
+    assert fresh.info.db_cid == node.store.db_cid() != first.info.db_cid
+    assert node.metrics.get("snapshots_exported") == 2
+    assert fresh.info.path.exists() and not first.info.path.exists()
+    assert sorted(p.name for p in fresh.info.path.parent.iterdir()) == [fresh.info.path.name]

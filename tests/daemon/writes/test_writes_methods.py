@@ -1,0 +1,62 @@
+"""Write failures: the caller's bad values are ``bad_request``; the store's own failures
+are ``internal``, logged with their cause and counted (issue 13: they were reported as
+``bad_request`` and not logged, which hid writes refused after every restart)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from structlog.testing import capture_logs
+
+from daemon.control import registry as handlers
+from daemon.config import Config
+from daemon.control.server import ControlError
+from daemon.node import Node
+from daemon.store.database import Store
+from protocol.messages import MAX_PUSHED_BLOCKS
+
+RECORD = {"model_name": "m", "hardware_type": "cuda", "throughput": 1.0, "latency": 2.0}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    store = Store(tmp_path / "db.duckdb")
+    yield Node(Config(data_dir=tmp_path), store, "12D3KooWMe")
+    store.close()
+
+
+async def test_a_failing_store_is_internal_logged_and_counted(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise duckdb.IOException("IO Error: could not write to the database file")
+
+    monkeypatch.setattr(node.store, "_transaction", broken)
+    with capture_logs() as logs, pytest.raises(ControlError) as failure:
+        await handlers.record(node, {"record": RECORD})
+    assert failure.value.code == "internal"
+    assert "could not write" in str(failure.value)
+    assert node.metrics.snapshot()["writes_failed"] == 1
+    (entry,) = [e for e in logs if e["event"] == "write failed"]
+    assert entry["log_level"] == "error" and "IOException" in entry["error"]
+
+
+async def test_a_bad_value_is_still_a_bad_request(node: Node) -> None:
+    with pytest.raises(ControlError) as failure:
+        await handlers.record(node, {"record": {**RECORD, "run_id": "not-a-uuid"}})
+    assert failure.value.code == "bad_request"
+    assert node.metrics.snapshot()["writes_rejected"] == 1
+
+
+def test_no_more_blocks_are_pushed_than_receivers_accept(node: Node) -> None:
+    """After more small commits than an announce may carry, the next announce pushes
+    none (receivers pull) instead of carrying a list every receiver refuses."""
+    for _ in range(MAX_PUSHED_BLOCKS + 1):
+        node._remember_for_push(b"small")
+    assert node.take_pushable() == ()
+    node._remember_for_push(b"small")
+    assert node.take_pushable() == (b"small",)
