@@ -6,6 +6,7 @@ Benchmarks never assert on time. Each prints a small table and writes
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import datetime
@@ -241,6 +242,46 @@ def deferred_checkpoints(enabled: bool) -> Iterator[None]:
         yield
     finally:
         setattr(duckdb, "connect", original)  # noqa: B010
+
+
+def bench_parser(doc: str | None, name: str, quick: str) -> argparse.ArgumentParser:
+    """A parser with what every benchmark takes: ``--quick`` (``quick`` says what it
+    shrinks to) and ``--name`` (of the results file, default ``name``)."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--name", default=name, help="results file name")
+    return p
+
+
+def parse_quick(p: argparse.ArgumentParser, **quick: Any) -> argparse.Namespace:
+    """Parse; with ``--quick``, cap each named numeric argument at its quick value
+    (others are set to it)."""
+    args = p.parse_args()
+    if args.quick:
+        for key, value in quick.items():
+            now = getattr(args, key)
+            numeric = isinstance(value, int | float) and isinstance(now, int | float)
+            setattr(args, key, min(now, value) if numeric else value)
+    return args
+
+
+def sample_chunks(rows: int, chunk: int) -> Iterator[dict[str, list[Any]]]:
+    """``rows`` sample results as column dicts of at most ``chunk`` rows (one sample
+    block reused, so generating them costs nothing measurable)."""
+    data = sample_columns(min(rows, chunk))
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        yield data if n == len(data["model_name"]) else {k: v[:n] for k, v in data.items()}
+
+
+def ingest_rows(client: Any, rows: int, chunk: int) -> float:
+    """Ingest ``rows`` sample results through a control-socket client; seconds taken."""
+    started = time.perf_counter()
+    for cols in sample_chunks(rows, chunk):
+        client.ingest_columns(cols)
+    return time.perf_counter() - started
 
 
 def bench_main(

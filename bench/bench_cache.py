@@ -35,9 +35,12 @@ from typing import Any
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _common import (
     bench_main,
+    bench_parser,
     deferred_checkpoints,
+    parse_quick,
     peerctl_command,
     print_table,
+    sample_chunks,
     sample_columns,
     summary_ms,
 )
@@ -77,9 +80,7 @@ PANELS: list[tuple[str, list[Any], int]] = [  # (template, parameter choices, we
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_cache", "1M rows, 200k-row workload")
     p.add_argument("--rows", type=int, default=10_000_000, help="rows for part 1 (10M)")
     p.add_argument("--workload-rows", type=int, default=1_000_000, help="rows for part 2 (1M)")
     p.add_argument("--cold-repeats", type=int, default=5)
@@ -90,15 +91,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--think-ms", type=float, default=20.0, help="pause between queries")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--keep", type=Path, help="build the stores here and keep them (reused)")
-    p.add_argument("--quick", action="store_true", help="1M rows, 200k-row workload")
-    p.add_argument("--name", default="bench_cache", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.rows = min(args.rows, 1_000_000)
-        args.workload_rows = min(args.workload_rows, 200_000)
-        args.workload_queries = min(args.workload_queries, 200)
-        args.hot_repeats = min(args.hot_repeats, 100)
-    return args
+    return parse_quick(
+        p, rows=1_000_000, workload_rows=200_000, workload_queries=200, hot_repeats=100
+    )
 
 
 def build_store(data_dir: Path, rows: int, chunk: int = 100_000) -> float:
@@ -117,14 +112,11 @@ def build_store(data_dir: Path, rows: int, chunk: int = 100_000) -> float:
     started = time.perf_counter()
     with deferred_checkpoints(True):
         store = Store(data_dir / "duckpeer.duckdb")
-    data = sample_columns(min(rows, chunk))
     try:
         done = 0
-        while done < rows:
-            n = min(chunk, rows - done)
-            cols = data if n == len(data["model_name"]) else {k: v[:n] for k, v in data.items()}
+        for cols in sample_chunks(rows, chunk):
             store.commit_local("bench-prefill", result_changes(store, cols)[0])
-            done += n
+            done += len(cols["model_name"])
             if done % 1_000_000 == 0:
                 print(f"  built {done:,}/{rows:,} rows", flush=True)
     finally:

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import bench_main, db_files_bytes, print_table, sample_columns
+from _common import (
+    bench_main,
+    bench_parser,
+    db_files_bytes,
+    ingest_rows,
+    parse_quick,
+    print_table,
+)
 
 from daemon.localcluster import ClusterError, LocalPeer
 
@@ -34,9 +41,7 @@ MB = 1e6
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_catchup", "200,000 rows")
     p.add_argument("--rows", type=int, default=1_000_000, help="results on peer0 (default 1M)")
     p.add_argument("--chunk", type=int, default=50_000, help="rows per ingest call (default 50k)")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after seconds")
@@ -51,25 +56,13 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="skip the in-process apply of the same blocks (no network)",
     )
-    p.add_argument("--quick", action="store_true", help="200,000 rows")
-    p.add_argument("--name", default="bench_catchup", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.rows = min(args.rows, 200_000)
-    return args
+    return parse_quick(p, rows=200_000)
 
 
 def fill(peer: LocalPeer, rows: int, chunk: int) -> float:
     """Ingest ``rows`` results on ``peer`` through the control socket; seconds taken."""
-    data = sample_columns(min(rows, chunk))
-    started = time.perf_counter()
-    done = 0
     with peer.client() as client:
-        while done < rows:
-            n = min(chunk, rows - done)
-            cols = data if n == len(data["model_name"]) else {k: v[:n] for k, v in data.items()}
-            done += client.ingest_columns(cols)["rows"]
-    return time.perf_counter() - started
+        return ingest_rows(client, rows, chunk)
 
 
 def wait_caught_up(

@@ -30,7 +30,9 @@ from typing import Any
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _common import (
     bench_main,
+    bench_parser,
     deferred_checkpoints,
+    parse_quick,
     print_table,
     sample_columns,
 )
@@ -42,17 +44,10 @@ ORIGIN = "bench-checkpoint"
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_checkpoint", "steps 1,5,10")
     p.add_argument("--chunk", type=int, default=100_000, help="rows per changeset (default 100k)")
     p.add_argument("--steps", default="1,5,10,20,30", help="chunks at which to measure")
-    p.add_argument("--quick", action="store_true", help="steps 1,5,10")
-    p.add_argument("--name", default="bench_checkpoint", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.steps = "1,5,10"
-    return args
+    return parse_quick(p, steps="1,5,10")
 
 
 def timed_checkpoint(store: Store) -> float:

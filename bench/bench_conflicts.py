@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import bench_main, print_table
+from _common import bench_main, bench_parser, parse_quick, print_table
 
 from daemon.store.database import Store
 from protocol.changeset import Changeset, Op, TableChanges, cid_of, encode
@@ -36,18 +36,13 @@ SEED_HLC, LEFT_HLC, RIGHT_HLC = 1_000 << 16, 3_000 << 16, 2_000 << 16
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__, "bench_conflicts", "2,000 rows and changes, 3 repeats")
     p.add_argument("--rows", type=int, default=10_000)
     p.add_argument("--delta", type=int, default=10_000)
     p.add_argument("--conflict-pct", type=float, default=10.0)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
     p.add_argument("--keep", type=Path)
-    p.add_argument("--name", default="bench_conflicts")
-    args = p.parse_args()
-    if args.quick:
-        args.rows, args.delta, args.repeat = 2_000, 2_000, 3
-    return args
+    return parse_quick(p, rows=2_000, delta=2_000, repeat=3)
 
 
 def _block(origin: str, hlc: int, table: TableChanges) -> bytes:

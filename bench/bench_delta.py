@@ -45,8 +45,11 @@ from typing import Any
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _common import (
     bench_main,
+    bench_parser,
     deferred_checkpoints,
+    parse_quick,
     print_table,
+    sample_chunks,
     sample_columns,
 )
 
@@ -59,9 +62,7 @@ SOURCE, PREFILL = "bench-source", "bench-prefill"
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_delta", "big target of 1M rows")
     p.add_argument("--big-rows", type=int, default=10_000_000, help="big target (default 10M)")
     p.add_argument("--small-rows", type=int, default=10_000, help="small target (default 10k)")
     p.add_argument("--delta", type=int, default=1_000, help="rows per delta (default 1000)")
@@ -76,31 +77,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--keep", type=Path, help="build the stores here and keep them (else a temp dir)"
     )
-    p.add_argument("--quick", action="store_true", help="big target of 1M rows")
-    p.add_argument("--name", default="bench_delta", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.big_rows = min(args.big_rows, 1_000_000)
-    return args
+    return parse_quick(p, big_rows=1_000_000)
 
 
 def prefill(path: Path, rows: int, chunk: int, deferred: bool) -> dict[str, Any]:
     """Commit ``rows`` results in ``chunk``-row changesets, then close (checkpoint)."""
     with deferred_checkpoints(deferred):
         store = Store(path)
-    data = sample_columns(min(rows, chunk))
     chunk_s: list[float] = []
     started = time.perf_counter()
     done = 0
     try:
-        while done < rows:
-            n = min(chunk, rows - done)
-            cols = data if n == len(data["model_name"]) else {k: v[:n] for k, v in data.items()}
+        for cols in sample_chunks(rows, chunk):
             t = time.perf_counter()
             changes, _ = result_changes(store, cols)
             store.commit_local(PREFILL, changes)
             chunk_s.append(time.perf_counter() - t)
-            done += n
+            done += len(cols["model_name"])
             if len(chunk_s) % 10 == 0:
                 rate = done / (time.perf_counter() - started)
                 print(f"  pre-fill {done:,}/{rows:,} rows ({rate:,.0f} rows/s)", flush=True)

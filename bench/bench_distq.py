@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import bench_main, percentile, print_table, sample_columns
+from _common import bench_main, bench_parser, parse_quick, percentile, print_table, sample_columns
 
 from daemon.localcluster import LocalCluster, wait_until
 from peerctl.client import Client, RequestFailed
@@ -44,19 +44,12 @@ LONG_QUERIES = {"DUCKPEER_QUERY_TIMEOUT": "600", "DUCKPEER_DISTQ_DEADLINE": "600
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_distq", "200k rows, 40 pairs")
     p.add_argument("--rows", type=int, default=10_000_000, help="rows for the aggregation")
     p.add_argument("--tiny-rows", type=int, default=1000, help="rows for the overhead part")
     p.add_argument("--pairs", type=int, default=200, help="local/distributed pairs measured")
     p.add_argument("--repeats", type=int, default=2, help="runs of each big aggregation")
-    p.add_argument("--quick", action="store_true", help="200k rows, 40 pairs")
-    p.add_argument("--name", default="bench_distq", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.rows, args.pairs, args.repeats = min(args.rows, 200_000), min(args.pairs, 40), 2
-    return args
+    return parse_quick(p, rows=200_000, pairs=40, repeats=2)
 
 
 def ingest(client: Client, rows: int, offset: int = 0) -> float:

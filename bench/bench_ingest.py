@@ -32,6 +32,8 @@ from typing import Any
 import _common  # noqa: F401  (puts the project root on sys.path)
 from _common import (
     bench_main,
+    bench_parser,
+    parse_quick,
     peerctl_command,
     print_table,
     summary_ms,
@@ -50,20 +52,12 @@ GOAL_STATUS_MS = 100.0
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_ingest", "100,000 rows, 10 status runs")
     p.add_argument("--rows", type=int, default=1_000_000, help="CSV rows (default 1,000,000)")
     p.add_argument("--chunk-size", type=int, help="peerctl --chunk-size (default: peerctl's)")
     p.add_argument("--status-runs", type=int, default=30, help="peerctl status runs (default 30)")
     p.add_argument("--no-split", action="store_true", help="skip the in-process time split")
-    p.add_argument("--quick", action="store_true", help="100,000 rows, 10 status runs")
-    p.add_argument("--name", default="bench_ingest", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.rows = min(args.rows, 100_000)
-        args.status_runs = min(args.status_runs, 10)
-    return args
+    return parse_quick(p, rows=100_000, status_runs=10)
 
 
 def timed_ingest(peer: LocalPeer, csv_path: Path, chunk_size: int | None) -> dict[str, Any]:

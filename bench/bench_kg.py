@@ -1,7 +1,7 @@
 """Knowledge graph: population, similarity top-k and incremental updates.
 
-In process (``daemon.store.database.Store`` + ``daemon.kg.graph.KnowledgeGraph``, no network). Stores
-are filled through the normal local write path (``writes.result_changes`` +
+In process (``daemon.store.database.Store`` + ``daemon.kg.graph.KnowledgeGraph``, no
+network). Stores are filled through the normal local write path (``result_changes`` +
 ``Store.commit_local``, 100k-row changesets, checkpoints deferred to the end of the
 fill) with synthetic results: ``--models`` models in 50 families, 10 hardware
 platforms, 6 batch sizes, 3 precisions (up to 180 configurations per model), so 1M
@@ -35,7 +35,14 @@ from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
 import numpy as np
-from _common import bench_main, deferred_checkpoints, print_table, summary_ms
+from _common import (
+    bench_main,
+    bench_parser,
+    deferred_checkpoints,
+    parse_quick,
+    print_table,
+    summary_ms,
+)
 
 from daemon.kg.graph import KnowledgeGraph
 from daemon.store.database import Store
@@ -50,22 +57,14 @@ PRECISIONS = [("fp32", 1.0), ("fp16", 1.8), ("int8", 2.5)]
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_kg", "big store of 100k results")
     p.add_argument("--small", type=int, default=10_000, help="results, small store")
     p.add_argument("--big", type=int, default=1_000_000, help="results, big store")
     p.add_argument("--models", type=int, default=600, help="distinct models")
     p.add_argument("--queries", type=int, default=200, help="top-10 queries timed")
     p.add_argument("--delta", type=int, default=1_000, help="rows per incremental changeset")
     p.add_argument("--keep", type=Path, help="build the stores here and keep them")
-    p.add_argument("--quick", action="store_true", help="big store of 100k results")
-    p.add_argument("--name", default="bench_kg", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.big = 100_000
-        args.queries = 50
-    return args
+    return parse_quick(p, big=100_000, queries=50)
 
 
 def synthetic(n: int, models: int, seed: int) -> dict[str, list[Any]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import bench_main, print_table, summary_ms
+from _common import bench_main, bench_parser, parse_quick, print_table, summary_ms
 
 from daemon.localcluster import LocalCluster, wait_until
 from peerctl.client import Client
@@ -29,9 +29,7 @@ GOAL = {"p50_ms": 50.0, "p99_ms": 300.0}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_latency", "30 writes")
     p.add_argument("--iterations", type=int, default=200, help="measured writes (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="unmeasured writes first (default 5)")
     p.add_argument("--peers", type=int, default=3, help="cluster size, >= 2 (default 3)")
@@ -40,13 +38,7 @@ def parse_args() -> argparse.Namespace:
         "--poll-ms", type=float, default=0.0, help="sleep between polls; 0 = tight loop (default)"
     )
     p.add_argument("--timeout", type=float, default=30.0, help="per-write visibility deadline, s")
-    p.add_argument("--quick", action="store_true", help="30 writes")
-    p.add_argument("--name", default="bench_latency", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.iterations = min(args.iterations, 30)
-        args.warmup = min(args.warmup, 3)
-    return args
+    return parse_quick(p, iterations=30, warmup=3)
 
 
 def one_write(

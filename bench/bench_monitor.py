@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import bench_main, print_table, sample_columns
+from _common import bench_main, bench_parser, parse_quick, print_table, sample_columns
 
 from daemon.localcluster import LocalPeer, wait_until
 from peerctl.client import Client
@@ -45,9 +45,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_monitor", "1 pair of 8 s runs")
     p.add_argument("--rate", type=float, default=1000.0, help="rows written per second (1000)")
     p.add_argument("--batch", type=int, default=200, help="rows per ingest call (200)")
     p.add_argument("--seconds", type=float, default=20.0, help="paced window per run (20)")
@@ -55,12 +53,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--depth", type=int, default=16, help="requests in flight (16)")
     p.add_argument("--sample-interval", type=float, default=1.0, help="monitor on: s (1)")
     p.add_argument("--scrape-every", type=float, default=1.0, help="Prometheus scrape, s (1)")
-    p.add_argument("--quick", action="store_true", help="1 pair of 8 s runs")
-    p.add_argument("--name", default="bench_monitor", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.repeats, args.seconds = 1, min(args.seconds, 8.0)
-    return args
+    return parse_quick(p, repeats=1, seconds=8.0)
 
 
 def cpu_seconds(pid: int) -> float:

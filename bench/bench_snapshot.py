@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the project root on sys.path)
-from _common import bench_main, db_files_bytes, print_table, sample_columns
+from _common import (
+    bench_main,
+    bench_parser,
+    db_files_bytes,
+    ingest_rows,
+    parse_quick,
+    print_table,
+)
 
 from daemon.localcluster import ClusterError, LocalPeer
 from peerctl.client import ClientError
@@ -39,29 +46,17 @@ BYTES_PER_ROW = 200  # database bytes per result row (bench_catchup: 198 MB for 
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "bench_snapshot", "10 MB only")
     p.add_argument("--sizes", default="10,100,1000", help="database sizes in MB (approx.)")
     p.add_argument("--chunk", type=int, default=50_000, help="rows per ingest call")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after seconds")
-    p.add_argument("--quick", action="store_true", help="10 MB only")
     p.add_argument("--keep", help="work in this directory and keep it (daemon logs)")
-    p.add_argument("--name", default="bench_snapshot", help="results file name")
-    args = p.parse_args()
-    if args.quick:
-        args.sizes = "10"
-    return args
+    return parse_quick(p, sizes="10")
 
 
 def fill(peer: LocalPeer, rows: int, chunk: int) -> None:
-    data = sample_columns(min(rows, chunk))
     with peer.client() as client:
-        done = 0
-        while done < rows:
-            n = min(chunk, rows - done)
-            cols = data if n == len(data["model_name"]) else {k: v[:n] for k, v in data.items()}
-            done += client.ingest_columns(cols)["rows"]
+        ingest_rows(client, rows, chunk)
 
 
 def timed(fn: Any) -> tuple[float, Any]:

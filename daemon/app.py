@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -12,20 +11,23 @@ import structlog
 import trio
 from libp2p.peer.id import ID
 
-from daemon.net import gossip
-
-from daemon.net import sync
-from daemon.net.bootstrap import serve_bootstrap, serve_discovery
 from daemon.config import Config, ConfigError, read_psk
-from daemon.control.server import serve_control
+from daemon.control.peercred import make_authorizer
 from daemon.control.registry import make_handlers
+from daemon.control.server import serve_control
+from daemon.distq import service as distq_service
+from daemon.kg import methods as kg_methods
+from daemon.monitor import service as monitor_service
+from daemon.net import gossip, peerstatus, sync
+from daemon.net.bootstrap import serve_bootstrap, serve_discovery
 from daemon.net.identity import load_or_create_identity
 from daemon.net.network import open_network
 from daemon.node import Node
-from daemon.control.peercred import make_authorizer
+from daemon.query import prefetch, share
 from daemon.sdnotify import Notifier
-from daemon.store.signing import signer
+from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
+from daemon.store.signing import signer
 
 log = structlog.get_logger("duckpeerd")
 
@@ -75,22 +77,17 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
         log.info("stopped", peer=peer_id)
 
 
-# Services of feature modules: each module has ``serve(node, *, task_status)``, started
-# like the core services above (``await nursery.start``) before the control socket opens.
-FEATURE_SERVICES: tuple[str, ...] = (
-    "daemon.kg.methods",
-    "daemon.query.share",
-    "daemon.query.prefetch",
-    "daemon.snapshot.service",
-    "daemon.net.peerstatus",
-    "daemon.monitor.service",
-    "daemon.distq.service",
+# Services of the capabilities: each ``serve(node, *, task_status)`` is started like the
+# core services (``await nursery.start``) before the control socket opens.
+FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
+    kg_methods.serve,
+    share.serve,
+    prefetch.serve,
+    snapshot_service.serve,
+    peerstatus.serve,
+    monitor_service.serve,
+    distq_service.serve,
 )
-
-
-def feature_services() -> list[Callable[..., Awaitable[None]]]:
-    """The ``serve`` coroutine functions of FEATURE_SERVICES, imported."""
-    return [importlib.import_module(name).serve for name in FEATURE_SERVICES]
 
 
 async def _serve(node: Node, key_pair: object) -> None:
@@ -112,7 +109,7 @@ async def _serve(node: Node, key_pair: object) -> None:
             await nursery.start(serve_bootstrap, node)
             if config.mdns:
                 await nursery.start(serve_discovery, node)
-            for service in feature_services():
+            for service in FEATURE_SERVICES:
                 await nursery.start(service, node)
             await nursery.start(
                 partial(

@@ -46,8 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     from daemon.app import run_daemon
     from daemon.config import ConfigError, load_config
     from daemon.control.server import SocketInUse
-    from daemon.net.identity import IdentityError
     from daemon.logs import configure_logging
+    from daemon.net.identity import IdentityError
     from daemon.net.network import NetworkError
 
     flags = {

@@ -13,9 +13,9 @@ import trio
 from daemon.config import Config
 from daemon.metrics.counters import Metrics
 from daemon.ratelimit import RateLimiter
+from daemon.store.database import ApplyResult, Store
 from daemon.store.signing import Signer, signature_problem
-from daemon.store.database import ApplyResult, Decoded, Store
-from protocol.changeset import Changeset, TableChanges
+from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:

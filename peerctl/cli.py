@@ -8,39 +8,22 @@ socket; 4 ingest finished but skipped bad rows.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
+from peerctl import cmd_cache, cmd_conflicts, cmd_distq, cmd_kg, cmd_monitor, cmd_snapshot
 from peerctl.client import Client, ClientError
 from peerctl.output import Progress, print_fields, print_json, print_table
+from peerctl.usage import Parser, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
-# subparsers with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
-FEATURE_MODULES: tuple[str, ...] = (
-    "peerctl.cmd_conflicts",
-    "peerctl.cmd_kg",
-    "peerctl.cmd_cache",
-    "peerctl.cmd_snapshot",
-    "peerctl.cmd_monitor",
-    "peerctl.cmd_distq",
-)
-
-
-class UsageError(Exception):
-    """A bad argument; printed as one line, exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors instead of usage dumps."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+# its subcommands with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
+COMMAND_MODULES = (cmd_conflicts, cmd_kg, cmd_cache, cmd_snapshot, cmd_monitor, cmd_distq)
 
 
 def build_parser() -> Parser:
@@ -92,8 +75,8 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_delete)
     p.add_argument("table")
     p.add_argument("key")
-    for module in FEATURE_MODULES:
-        importlib.import_module(module).register(sub, common)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
     return parser
 
 

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from peerctl.cli import UsageError
 from peerctl.client import Client
 from peerctl.output import print_fields, print_json, print_table
+from peerctl.usage import UsageError
 
 EXIT_OK, EXIT_USAGE = 0, 2
 

@@ -23,7 +23,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         if args.distributed:
             return cmd_query_distributed(client, args)
         if args.partition or args.nodes or args.column:
-            from peerctl.cli import UsageError
+            from peerctl.usage import UsageError
 
             raise UsageError("--partition, --nodes and --column need --distributed")
         return plain_query(client, args)  # type: ignore[no-any-return]

@@ -33,7 +33,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _usage(message: str) -> None:
-    from peerctl.cli import UsageError
+    from peerctl.usage import UsageError
 
     raise UsageError(message)
 

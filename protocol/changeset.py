@@ -104,6 +104,15 @@ class Changeset:
         return sum(len(t) for t in self.tables)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A changeset with the block it was decoded from and that block's CID."""
+
+    changeset: Changeset
+    cid: str
+    block: bytes
+
+
 def encode(cs: Changeset) -> bytes:
     """Canonical block bytes of a changeset (signed if it carries a signature)."""
     if cs.seq < 1 or (cs.seq == 1) != (cs.prev is None):

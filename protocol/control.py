@@ -20,6 +20,26 @@ MAX_CONTROL_FRAME = 64 << 20  # an ingest chunk of 50k rows fits comfortably
 # costs peerctl tens of milliseconds at start-up.
 
 
+class ControlError(Exception):
+    """A method's expected failure: ``code`` is stable (it becomes the response's
+    ``error_code``), the message is one line."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def param(params: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
+    """``params[name]`` if it is a ``kind`` (bool is not an int here), None if absent and
+    not ``required``; otherwise ControlError ``bad_request``."""
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ControlError("bad_request", f"parameter {name!r} must be a {kind.__name__}")
+    return value
+
+
 class ControlRequest(NamedTuple):
     """One call: ``method`` with ``params``; ``id`` echoes in the response."""
 

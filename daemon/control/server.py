@@ -15,24 +15,16 @@ from typing import Any
 import structlog
 import trio
 
-from daemon.net.framed import FramedStream, StreamClosedError, TrioByteStream
 from daemon.control.peercred import Access, Authorizer, peer_credentials
+from daemon.net.framed import FramedStream, StreamClosedError, TrioByteStream
 from protocol import control
-from protocol.control import ControlRequest, ControlResponse
+from protocol.control import ControlError, ControlRequest, ControlResponse
 from protocol.errors import ProtocolError
 
 log = structlog.get_logger("control")
 
 IDLE_TIMEOUT = 3600.0
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-class ControlError(Exception):
-    """A handler's expected failure: ``code`` is stable, the message is one line."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class SocketInUse(Exception):

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import trio
 
-from daemon.control.server import ControlError
+from daemon.distq.coordinator import DistQueryError, coordinator, elapsed_ms, reducer
 from daemon.distq.plan import (
     PARTIALS,
     STRATEGIES,
@@ -20,26 +20,26 @@ from daemon.distq.plan import (
     partition_sql,
     plan_query,
 )
-from daemon.distq.coordinator import DistQueryError, coordinator, elapsed_ms, reducer
-from daemon.control.registry import _param, query, to_wire
 from daemon.node import Node
+from daemon.query.methods import query, to_wire
 from daemon.query.sandbox import QueryRejected, check_query, validate_query
 from daemon.store.database import StoreError
 from protocol import vv
+from protocol.control import ControlError, param
 
 MAPREDUCE_TABLE = "partials"
 
 
 def _options(node: Node, params: dict[str, Any]) -> tuple[str, int | None, str | None, int]:
-    strategy = _param(params, "strategy", str, required=False) or "hash"
+    strategy = param(params, "strategy", str, required=False) or "hash"
     if strategy not in STRATEGIES:
         raise ControlError("bad_request", f"partition strategy must be one of {list(STRATEGIES)}")
-    nodes = _param(params, "nodes", int, required=False)
+    nodes = param(params, "nodes", int, required=False)
     if nodes is not None and not 1 <= nodes <= 256:
         raise ControlError("bad_request", "nodes must be between 1 and 256")
-    column = _param(params, "column", str, required=False)
+    column = param(params, "column", str, required=False)
     limit = node.config.query_max_rows
-    max_rows = min(int(_param(params, "max_rows", int, required=False) or limit), limit)
+    max_rows = min(int(param(params, "max_rows", int, required=False) or limit), limit)
     return strategy, nodes, column, max_rows
 
 
@@ -76,7 +76,7 @@ async def _column_names(node: Node, sql: str) -> list[str]:
 
 async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Run a SELECT as map fragments over the cluster plus a local reduce."""
-    sql = _param(params, "sql", str)
+    sql = param(params, "sql", str)
     strategy, nodes, column, max_rows = _options(node, params)
     started = time.perf_counter()
     try:
@@ -106,7 +106,7 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
 
 async def mapreduce(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """A custom job: ``map`` SQL on every partition, ``reduce`` SQL over ``partials``."""
-    map_sql, reduce_sql = _param(params, "map", str), _param(params, "reduce", str)
+    map_sql, reduce_sql = param(params, "map", str), param(params, "reduce", str)
     strategy, nodes, column, max_rows = _options(node, params)
     started = time.perf_counter()
 

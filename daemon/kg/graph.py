@@ -30,7 +30,8 @@ from daemon.kg import sql as kg_sql
 from daemon.kg.index import SimilarityIndex
 
 if TYPE_CHECKING:
-    from daemon.store.database import Decoded, Store
+    from daemon.store.database import Store
+    from protocol.changeset import Decoded
 
 log = structlog.get_logger("kg")
 

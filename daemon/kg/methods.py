@@ -17,12 +17,12 @@ import duckdb
 import structlog
 import trio
 
-from daemon.control.server import ControlError
-from daemon.control.registry import _param, to_wire
 from daemon.kg.graph import KnowledgeGraph
 from daemon.kg.patterns import compatibility_map, detect_patterns
 from daemon.node import Node
+from daemon.query.methods import to_wire
 from daemon.store.database import Store
+from protocol.control import ControlError, param
 
 log = structlog.get_logger("kg")
 T = TypeVar("T")
@@ -143,7 +143,7 @@ def _number(params: dict[str, Any], name: str, default: float, lo: float, hi: fl
 
 async def kg_similar(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Configurations (or models) most similar to a node, by cosine similarity."""
-    target = _param(params, "node", str)
+    target = param(params, "node", str)
     top_k = int(_number(params, "top_k", 10, 1, MAX_TOP_K))
     if params.get("top_k") is not None and not isinstance(params["top_k"], int):
         raise ControlError("bad_request", "parameter 'top_k' must be an integer")

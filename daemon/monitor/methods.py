@@ -9,14 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.monitor import health as health_mod
-from daemon.control.server import ControlError
-from daemon.control.registry import _param
-from daemon.monitor.service import RATES, Monitor
 from daemon.metrics.config import check_metric_name, parse_duration
-from daemon.node import Node
+from daemon.monitor import health as health_mod
+from daemon.monitor.service import RATES, Monitor
 from daemon.monitor.verify import verify as verify_cluster
+from daemon.node import Node
 from protocol import vv
+from protocol.control import ControlError, param
 
 MAX_WINDOW = 30 * 86400.0
 MAX_TAGS = 8
@@ -45,7 +44,7 @@ def _window(params: dict[str, Any], default: float = 3600.0) -> float:
 
 async def metrics(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Summaries and trends of every series (or one name) over a window, plus counters."""
-    name = _param(params, "name", str, required=False)
+    name = param(params, "name", str, required=False)
     window = _window(params)
     monitor = _monitor(node)
     series = monitor.summaries(name, window, time.time())
@@ -107,7 +106,7 @@ async def record_metric(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 async def history(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Raw points of the named series over a window (for reports)."""
-    names = _param(params, "names", list)
+    names = param(params, "names", list)
     if not all(isinstance(n, str) for n in names):
         raise ControlError("bad_request", "names must be a list of strings")
     window = _window(params)

@@ -19,8 +19,8 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from daemon.node import Node
 from daemon.metrics.timeseries import percentile
+from daemon.node import Node
 
 log = structlog.get_logger("prometheus")
 

@@ -18,11 +18,11 @@ import duckdb
 import structlog
 import trio
 
+from daemon.metrics.config import MonitorConfig, split_host_port
+from daemon.metrics.timeseries import Tags, make_key, summarize, trend
 from daemon.monitor.alerts import AlertBook
 from daemon.monitor.history import HistoryFile, collect
-from daemon.metrics.config import MonitorConfig, split_host_port
 from daemon.node import Node
-from daemon.metrics.timeseries import Tags, make_key, summarize, trend
 from protocol import vv
 
 log = structlog.get_logger("monitor")

@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
-from daemon.node import Node
 from daemon.net.peerstatus import StatusFailed, ask_status, my_reply
+from daemon.node import Node
 from protocol import vv
 
 

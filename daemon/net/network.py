@@ -33,8 +33,8 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
-from daemon.net.framed import StreamClosedError
 from daemon.logs import adopt_libp2p_logger, count_subscription_drops
+from daemon.net.framed import StreamClosedError
 
 log = structlog.get_logger("network")
 

@@ -15,10 +15,10 @@ import duckdb
 import structlog
 import trio
 
-from daemon.store.blocklog import BlockLogError
 from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
+from daemon.store.blocklog import BlockLogError
 from protocol import codec, messages
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.messages import SyncBlock, SyncEnd, SyncError, SyncRequest

@@ -13,18 +13,15 @@ from typing import Any
 import duckdb
 import trio
 
-from daemon.query import analyze
-
-from daemon.query import share as cacheshare
-from daemon.query.cachestate import cache_state
-from daemon.control.server import ControlError
-from daemon.query.fingerprint import fingerprint
-from daemon.control.registry import _param
 from daemon.node import Node
-from daemon.query.resultcache import CacheKey
-from daemon.query.strategy import strategy
+from daemon.query import analyze, share
 from daemon.query.cached import plan_query
+from daemon.query.cachestate import cache_state
+from daemon.query.fingerprint import fingerprint
+from daemon.query.resultcache import CacheKey
 from daemon.query.sandbox import QueryRejected
+from daemon.query.strategy import strategy
+from protocol.control import ControlError, param
 
 
 async def cache_stats(node: Node, params: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +64,7 @@ async def cache_clear(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """How ``sql`` is cached: fingerprint, normalized SQL, strategy, hits, cost, rewrites."""
-    sql = _param(params, "sql", str)
+    sql = param(params, "sql", str)
     max_rows = min(
         int(params.get("max_rows") or node.config.query_max_rows), node.config.query_max_rows
     )
@@ -95,14 +92,14 @@ async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, A
         "db_cid": cid,
         "rewrites": list(plan.rewrites),
         "rewritten_sql": plan.sql if plan.rewrites else None,
-        "peers_at_same_cid": len(cacheshare.same_cid_peers(node, cid)),
+        "peers_at_same_cid": len(share.same_cid_peers(node, cid)),
         "thresholds": vars(state.thresholds),
     }
 
 
 async def query_analyze(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Run ``sql`` under DuckDB's profiler: operators with time and rows, suggestions."""
-    sql = _param(params, "sql", str)
+    sql = param(params, "sql", str)
     timeout = node.config.query_timeout
     try:
         return await node.read(lambda s: analyze.analyze(s, sql, timeout))

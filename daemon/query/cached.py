@@ -17,14 +17,14 @@ from typing import Any
 
 import trio
 
-from daemon.query import share as cacheshare
+from daemon.node import Node
+from daemon.query import share
 from daemon.query.cachestate import CachedResult, CacheState, cache_state, encoded_size
 from daemon.query.fingerprint import Fingerprint, fingerprint, known_fingerprint
-from daemon.node import Node
 from daemon.query.resultcache import CacheKey
-from daemon.query.strategy import NONE, strategy
 from daemon.query.rewrite import Rewritten, rewrite_sql
 from daemon.query.sandbox import QueryRejected
+from daemon.query.strategy import NONE, strategy
 from daemon.store.database import Store, StoreError
 
 
@@ -135,7 +135,7 @@ async def lookup(
         node.metrics.inc("cache_misses")
         if strategy(stats, state.thresholds) == NONE or not _worth_asking(node, stats.cost_ms):
             return None
-        value = await cacheshare.fetch(node, key)
+        value = await share.fetch(node, key)
         if value is None:
             return None
         source = "peer"

@@ -15,11 +15,11 @@ import duckdb
 import structlog
 import trio
 
-from daemon.query.cachestate import cache_state
-from daemon.control.registry import to_wire
 from daemon.node import Node
-from daemon.query.resultcache import CacheKey
 from daemon.query.cached import execute, remember
+from daemon.query.cachestate import cache_state
+from daemon.query.methods import to_wire
+from daemon.query.resultcache import CacheKey
 from daemon.query.sandbox import QueryRejected
 from daemon.store.database import StoreError
 

@@ -33,8 +33,8 @@ from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.simplify import simplify
 
-from daemon.store.rowsql import SQL_TYPES
 from daemon.query.sandbox import QueryRejected, validate_query
+from daemon.store.rowsql import SQL_TYPES
 from protocol.schema import TABLES
 
 DIALECT = "duckdb"

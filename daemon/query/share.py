@@ -18,10 +18,10 @@ from __future__ import annotations
 import structlog
 import trio
 
-from daemon.query.cachestate import CachedResult, cache_state, encoded_size
 from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
+from daemon.query.cachestate import CachedResult, cache_state, encoded_size
 from daemon.query.resultcache import CacheKey
 from protocol import cachemsg
 from protocol.cachemsg import CacheFound, CacheGet, CacheMissing

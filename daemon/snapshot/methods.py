@@ -9,16 +9,15 @@ from typing import Any
 import duckdb
 import trio
 
-from daemon.control.server import ControlError
-from daemon.control.registry import _param
-from daemon.snapshot.ipfs import IpfsPushError, push_car
 from daemon.node import Node
 from daemon.snapshot.archive import SnapshotError, import_snapshot
+from daemon.snapshot.ipfs import IpfsPushError, push_car
 from daemon.snapshot.service import BootstrapFailed, bootstrap, release, snapshots_of
+from protocol.control import ControlError, param
 
 
 def _path(params: dict[str, Any], name: str, required: bool = True) -> Path | None:
-    text = _param(params, name, str, required)
+    text = param(params, name, str, required)
     if text is None:
         return None
     path = Path(text)

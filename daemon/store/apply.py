@@ -13,7 +13,6 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -24,13 +23,10 @@ from daemon.store.conflicts import track
 from daemon.store.merge import apply_merge
 from daemon.store.rowchanges import row_changes
 from daemon.store.rowsql import ARROW_TYPES
-from protocol.changeset import Changeset, Op, TableChanges
+from protocol.changeset import Changeset, Decoded, Op, TableChanges
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
-
-if TYPE_CHECKING:
-    from daemon.store.database import Decoded
 
 _INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
 LOG_SCHEMA = pa.schema(

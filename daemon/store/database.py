@@ -29,7 +29,7 @@ from daemon.store.blocklog import BlockLog
 from daemon.store.rowchanges import key_text
 from protocol import changeset as cs_codec
 from protocol import hlc as hlc_clock
-from protocol.changeset import Changeset, TableChanges
+from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.cid import database_cid
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
@@ -64,15 +64,6 @@ class ApplyResult:
     rows: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (cid, reason)
     conflicts: int = 0  # keys these changesets made concurrent (see daemon/store/conflicts.py)
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """A changeset with its block and CID."""
-
-    changeset: Changeset
-    cid: str
-    block: bytes
 
 
 class Store:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from protocol.changeset import Op, TableChanges, Version, base_versions
+from protocol.changeset import Decoded, Op, TableChanges, Version, base_versions
 from protocol.schema import TABLES, ColType
-
-if TYPE_CHECKING:
-    from daemon.store.database import Decoded
 
 
 class RowChange:

@@ -19,9 +19,9 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
+from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.net import sync
 from daemon.net.framed import FramedStream, StreamClosedError
-from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.net.network import Libp2pByteStream, Network, open_network
 from protocol import messages
 from protocol.framing import HEADER, encode_frame

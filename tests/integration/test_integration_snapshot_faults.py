@@ -12,8 +12,8 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from daemon.demo import sample_results
-from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.localcluster import LocalCluster, LocalPeer
+from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.net.network import Libp2pByteStream, Network, open_network
 from daemon.snapshot.service import PROTOCOL
 from protocol import snapmsg, unixfs

@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.control import registry as handlers
 from daemon.config import Config
+from daemon.control import registry
 from daemon.demo import sample_results
 from daemon.node import Node
 from daemon.store.database import Store
@@ -34,7 +34,7 @@ def with_rows(node: Node, rows: int, seed: int = 7) -> None:
 
 async def call(node: Node, method: str, **params: Any) -> Any:
     """One control method, as the socket would call it."""
-    return await handlers.make_handlers(node)[method](params)
+    return await registry.make_handlers(node)[method](params)
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""daemon.control.server.serve_control, in-process, driven by peerctl.client.Client and raw sockets."""
+"""daemon.control.server.serve_control, in-process, driven by peerctl.client.Client and
+raw sockets."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import pytest
 import trio
 
 from daemon.control import server as control_server
-from daemon.control.server import ControlError, SocketInUse, bind_control_socket, serve_control
+from daemon.control.server import SocketInUse, bind_control_socket, serve_control
 from peerctl.client import Client, DaemonUnavailable, RequestFailed
 from protocol import codec
-from protocol.control import MAX_CONTROL_FRAME, ControlResponse, decode_response
+from protocol.control import MAX_CONTROL_FRAME, ControlError, ControlResponse, decode_response
 from protocol.framing import FrameDecoder, encode_frame
 
 

@@ -14,12 +14,12 @@ import pytest
 import trio
 from kgkit import compat, results
 
-from daemon.kg import methods as kg_methods
 from daemon.config import Config
-from daemon.control.server import ControlError
+from daemon.kg import methods as kg_methods
 from daemon.node import Node
 from daemon.store.database import Store
 from peerctl import kg_export
+from protocol.control import ControlError
 
 
 @pytest.fixture

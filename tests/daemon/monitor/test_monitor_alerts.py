@@ -1,10 +1,11 @@
-"""daemon.monitor.alerts: rules fire after their ``for`` duration and clear when the condition ends."""
+"""daemon.monitor.alerts: rules fire after their ``for`` duration and clear when the
+condition ends."""
 
 from __future__ import annotations
 
-from daemon.monitor.alerts import AlertBook
 from daemon.metrics.config import AlertRule
 from daemon.metrics.timeseries import SeriesStore, make_key
+from daemon.monitor.alerts import AlertBook
 
 LAG = AlertRule("lag", 100.0, above=True, severity="warning", for_seconds=30.0, window=60.0)
 

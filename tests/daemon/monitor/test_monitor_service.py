@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 import trio
 
-from daemon.monitor import methods as monitor_methods
 from daemon.config import Config
-from daemon.control.server import ControlError
-from daemon.monitor.health import assess
-from daemon.monitor.service import Monitor
 from daemon.metrics.config import AlertRule, MonitorConfig
-from daemon.node import Node, PeerState
+from daemon.monitor import methods as monitor_methods
+from daemon.monitor.health import assess
 from daemon.monitor.prometheus import label_name, metric_name, serve_prometheus
-from daemon.store.database import Store
+from daemon.monitor.service import Monitor
 from daemon.monitor.verify import PeerView, compare
+from daemon.node import Node, PeerState
+from daemon.store.database import Store
+from protocol.control import ControlError
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import trio
 import trio.testing
 from storekit import U, chain, models
 
-from daemon.net import gossip
 from daemon.config import Config
+from daemon.net import gossip
 from daemon.net.network import GossipMessage
 from daemon.node import Node
 from daemon.store.database import ApplyResult, Store

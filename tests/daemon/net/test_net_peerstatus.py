@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from daemon.config import Config
-from daemon.node import Node
 from daemon.net.peerstatus import StatusFailed, ask_status, handle_status_stream
+from daemon.node import Node
 from daemon.store.database import Store
 from protocol import status
 from protocol.framing import FrameDecoder, encode_frame

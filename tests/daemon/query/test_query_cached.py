@@ -10,8 +10,8 @@ from cachekit import call, open_node, with_rows
 
 from daemon.query.analyze import Operator, Profile, TableFacts, suggest
 from daemon.query.cachestate import cache_state
-from daemon.control.server import ControlError
 from daemon.query.prefetch import prefetch_once
+from protocol.control import ControlError
 
 AGG = (
     "SELECT model_id, count(*) AS n, avg(average_latency_ms) AS lat FROM performance_results "
@@ -163,8 +163,8 @@ def test_suggestions_carry_the_numbers() -> None:
 async def test_the_prefetch_service_fills_the_cache_after_a_commit(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    from daemon.query import prefetch
     from daemon.demo import sample_results
+    from daemon.query import prefetch
     from daemon.query.resultcache import CacheKey
     from daemon.writes.changes import result_changes
 

@@ -1,4 +1,5 @@
-"""daemon.query.fingerprint: equivalent spellings share a fingerprint, different queries never do."""
+"""daemon.query.fingerprint: equivalent spellings share a fingerprint, different queries
+never do."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""daemon.query.resultcache (GDSF byte-bounded cache) and daemon.query.strategy (none/normal/aggressive)."""
+"""daemon.query.resultcache (GDSF byte-bounded cache) and daemon.query.strategy
+(none/normal/aggressive)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.query.resultcache import CacheKey, ResultCache
-from daemon.query.strategy import AGGRESSIVE, NONE, NORMAL, QueryStats, StatsTable, Thresholds, strategy
+from daemon.query.strategy import (
+    AGGRESSIVE,
+    NONE,
+    NORMAL,
+    QueryStats,
+    StatsTable,
+    Thresholds,
+    strategy,
+)
 
 
 def key(name: str, cid: str = "cid1", max_rows: int = 100) -> CacheKey:

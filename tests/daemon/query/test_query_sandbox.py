@@ -1,4 +1,5 @@
-"""daemon.query.sandbox.validate_query: one read-only SELECT over the replicated tables, nothing else."""
+"""daemon.query.sandbox.validate_query: one read-only SELECT over the replicated tables,
+nothing else."""
 
 from __future__ import annotations
 

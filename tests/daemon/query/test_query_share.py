@@ -12,9 +12,9 @@ import trio
 import trio.testing
 from cachekit import call, make_node
 
-from daemon.query import share as cacheshare
 from daemon.net.framed import TrioByteStream
 from daemon.node import Node, PeerState
+from daemon.query import share
 from protocol.framing import encode_frame
 
 AGG = "SELECT model_id, count(*), max(batch_size) FROM performance_results GROUP BY 1 ORDER BY 1"
@@ -46,10 +46,10 @@ class FakeNetwork:
         return [self.other.peer_id]
 
     async def open_stream(self, peer_id: str, protocol: str) -> FakeStream:
-        assert protocol == cacheshare.PROTOCOL and peer_id == self.other.peer_id
+        assert protocol == share.PROTOCOL and peer_id == self.other.peer_id
         ours, theirs = trio.testing.memory_stream_pair()
         server = FakeStream(theirs, self.me)
-        self.nursery.start_soon(cacheshare.handle_cache_stream, self.other, server)
+        self.nursery.start_soon(share.handle_cache_stream, self.other, server)
         return FakeStream(ours, peer_id)
 
 
@@ -101,23 +101,23 @@ async def test_untrusted_peers_are_neither_asked_nor_answered(
     await call(a, "query", sql=AGG)
     assert (await call(b, "query", sql=AGG))["cache"] == "miss"
     assert a.metrics.get("cache_share_served") == 0
-    key = cacheshare.CacheKey(
+    key = share.CacheKey(
         (await call(a, "query", sql=AGG))["fingerprint"], a.store.db_cid(), 1_000_000
     )
-    assert await cacheshare.ask(b, A_ID, key) is None  # asked anyway: A resets the stream
+    assert await share.ask(b, A_ID, key) is None  # asked anyway: A resets the stream
     assert a.metrics.get("cache_share_refused") == 1
 
 
 async def test_rate_limited_and_malformed_requests(tmp_path: Path, nursery: trio.Nursery) -> None:
     a, b = pair(tmp_path, nursery, cache_share_per_second=0.001)
     fp = (await call(a, "query", sql=AGG))["fingerprint"]
-    key = cacheshare.CacheKey(fp, a.store.db_cid(), 1_000_000)
-    answers = [await cacheshare.ask(b, A_ID, key) for _ in range(45)]  # burst of 40
+    key = share.CacheKey(fp, a.store.db_cid(), 1_000_000)
+    answers = [await share.ask(b, A_ID, key) for _ in range(45)]  # burst of 40
     assert answers[0] is not None and answers[-1] is None
     assert a.metrics.get("cache_share_rate_limited") >= 1
     ours, theirs = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as inner:
-        inner.start_soon(cacheshare.handle_cache_stream, a, FakeStream(theirs, B_ID))
+        inner.start_soon(share.handle_cache_stream, a, FakeStream(theirs, B_ID))
         await ours.send_all(encode_frame(b"\x93not a cache message", 1024))
     assert a.metrics.get("cache_share_errors") == 1
 

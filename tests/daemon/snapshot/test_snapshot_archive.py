@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from storekit import D, chain, dump, models
 
-from daemon.writes import changes as writes
 from daemon.snapshot.archive import (
     CarFileWriter,
     SnapshotError,
@@ -18,6 +17,7 @@ from daemon.snapshot.archive import (
     import_snapshot,
 )
 from daemon.store.database import Store
+from daemon.writes import changes as writes
 from protocol import car, unixfs
 
 RECORDS = {

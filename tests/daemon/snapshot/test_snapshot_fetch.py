@@ -11,8 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from daemon.net.framed import FramedStream, TrioByteStream
 from daemon.metrics.counters import Metrics
+from daemon.net.framed import FramedStream, TrioByteStream
 from daemon.snapshot.archive import CarFileWriter
 from daemon.snapshot.service import BootstrapFailed, BootstrapResult, Session, _fetch
 from protocol import car, snapmsg, unixfs

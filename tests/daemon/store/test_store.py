@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from storekit import D, U, chain, dump, model_rows, models, tc, tombstones
 
-from daemon.writes import changes as writes
 from daemon.store.database import Store, StoreError
+from daemon.writes import changes as writes
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, TableChanges, cid_of, decode, encode
 from protocol.cid import EMPTY_DATABASE_CID, database_cid

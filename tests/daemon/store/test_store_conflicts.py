@@ -17,9 +17,9 @@ from conflictkit import (
     write,
 )
 
-from daemon.writes.resolve import list_conflicts, resolve_change
 from daemon.store.database import Store
 from daemon.writes.changes import WriteError
+from daemon.writes.resolve import list_conflicts, resolve_change
 from protocol.conflicts import Strategy
 
 

@@ -26,9 +26,10 @@ from conflictkit import delete, exchange, insert_model, snapshot, update
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from daemon.store.database import Store
 from daemon.store.rowchanges import row_changes
-from daemon.store.database import Decoded, Store
 from protocol import changeset as cs_codec
+from protocol.changeset import Decoded
 from protocol.conflicts import Strategy
 
 REPLICAS = 5

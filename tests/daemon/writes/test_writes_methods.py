@@ -12,12 +12,11 @@ import duckdb
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.control import registry as handlers
 from daemon.config import Config
-from daemon.control.server import ControlError
 from daemon.node import Node
 from daemon.store.database import Store
-from protocol.messages import MAX_PUSHED_BLOCKS
+from daemon.writes import methods as write_methods
+from protocol.control import ControlError
 
 RECORD = {"model_name": "m", "hardware_type": "cuda", "throughput": 1.0, "latency": 2.0}
 
@@ -37,7 +36,7 @@ async def test_a_failing_store_is_internal_logged_and_counted(
 
     monkeypatch.setattr(node.store, "_transaction", broken)
     with capture_logs() as logs, pytest.raises(ControlError) as failure:
-        await handlers.record(node, {"record": RECORD})
+        await write_methods.record(node, {"record": RECORD})
     assert failure.value.code == "internal"
     assert "could not write" in str(failure.value)
     assert node.metrics.snapshot()["writes_failed"] == 1
@@ -47,16 +46,6 @@ async def test_a_failing_store_is_internal_logged_and_counted(
 
 async def test_a_bad_value_is_still_a_bad_request(node: Node) -> None:
     with pytest.raises(ControlError) as failure:
-        await handlers.record(node, {"record": {**RECORD, "run_id": "not-a-uuid"}})
+        await write_methods.record(node, {"record": {**RECORD, "run_id": "not-a-uuid"}})
     assert failure.value.code == "bad_request"
     assert node.metrics.snapshot()["writes_rejected"] == 1
-
-
-def test_no_more_blocks_are_pushed_than_receivers_accept(node: Node) -> None:
-    """After more small commits than an announce may carry, the next announce pushes
-    none (receivers pull) instead of carrying a list every receiver refuses."""
-    for _ in range(MAX_PUSHED_BLOCKS + 1):
-        node._remember_for_push(b"small")
-    assert node.take_pushable() == ()
-    node._remember_for_push(b"small")
-    assert node.take_pushable() == (b"small",)
