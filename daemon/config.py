@@ -39,9 +39,15 @@ class Config:
     cluster: str = "default"
     mdns: bool = False
     log_level: str = "info"
-    announce_interval: float = 3.0
+    announce_interval: float = 3.0  # heartbeat period of a small cluster (the shortest)
+    announce_cluster_rate: float = 0.1  # heartbeats/s of the whole cluster: period grows with N
     announce_debounce: float = 0.001
     anti_entropy_interval: float = 10.0
+    connections_target: int = 8  # connections a peer opens (gossipsub mesh degree 6, plus 2)
+    connections_max: int = 12  # above this, idle connections are closed down to the target
+    member_timeout: float = 60.0  # silence before a member is dropped (at least 3 periods)
+    connections_per_ip_per_second: float = 10.0  # inbound, per address (bursts of 40)
+    gossip_ban_seconds: float = 600.0  # a peer that keeps sending junk gossip is cut off
     sync_read_timeout: float = 15.0
     query_timeout: float = 30.0
     query_max_rows: int = 1_000_000
@@ -199,7 +205,19 @@ def _check_cache(config: Config) -> None:
         raise ConfigError(f"config cache_share_max_bytes: at most {CACHE_SHARE_LIMIT}")
 
 
+def _check_net(config: Config) -> None:
+    for name in ("announce_interval", "announce_cluster_rate", "anti_entropy_interval",
+                 "member_timeout", "gossip_ban_seconds"):  # fmt: skip
+        if not getattr(config, name) > 0:  # also refuses NaN
+            raise ConfigError(f"config {name}: must be positive, got {getattr(config, name)}")
+    if config.connections_target < 1 or config.connections_max < config.connections_target:
+        raise ConfigError("config connections_target/connections_max: need 1 <= target <= max")
+    if not config.connections_per_ip_per_second >= 0:
+        raise ConfigError("config connections_per_ip_per_second: must be >= 0 (0 = unlimited)")
+
+
 def _check_ranges(config: Config) -> None:
+    _check_net(config)
     if config.distq_deadline <= 0:
         raise ConfigError("config distq_deadline: must be positive (seconds)")
     if config.distq_max_partial_bytes < 1024:

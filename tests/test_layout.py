@@ -8,11 +8,12 @@ and those below it, never from a higher one):
     0 protocol
     1 daemon.store
     2 daemon.metrics, daemon.config, daemon.ratelimit, daemon.logs, daemon.sdnotify,
-      daemon.net.network, daemon.net.framed   (the foundation the node stands on)
+      daemon.net.network, daemon.net.framed, daemon.net.adapter   (the foundation the
+      node stands on; the adapter is the network interface the node holds)
     3 daemon.node
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
-      daemon.monitor   (features)
+      daemon.monitor, daemon.sim   (features; the simulator runs daemon.net's services)
     6 daemon.control
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
@@ -33,6 +34,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.store", 1),
     ("daemon.net.network", 2),
     ("daemon.net.framed", 2),
+    ("daemon.net.adapter", 2),
     ("daemon.metrics", 2),
     ("daemon.config", 2),
     ("daemon.ratelimit", 2),
@@ -46,6 +48,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.kg", 5),
     ("daemon.snapshot", 5),
     ("daemon.monitor", 5),
+    ("daemon.sim", 5),
     ("daemon.control", 6),
     ("daemon.app", 7),
     ("peerctl", 8),

@@ -1,9 +1,17 @@
 """Delta sync over ``/duckpeer/sync/1``: pull only the changesets we lack.
 
-Client: open a stream, send ``SyncRequest(have=our vector)``, read ``SyncBlock``
-frames (applied in batches while reading continues) until ``SyncEnd``.
+Client: open a stream (dialing the peer on demand), send ``SyncRequest(have=our
+vector)``, read ``SyncBlock`` frames (applied in batches while reading continues)
+until ``SyncEnd``, whose CID and vector update what we know of the peer.
 Server: answer with the blocks the requester lacks, in our apply order (causal),
-packed into large writes, then ``SyncEnd``.
+packed into large writes, then ``SyncEnd``. A request whose vector covers ours is
+answered at once, without touching the store (that is what anti-entropy rounds cost),
+and one whose vector holds something we lack makes us pull from the requester in
+turn: each anti-entropy exchange moves changesets both ways.
+
+A pull fails (and the next one starts) when the peer sends nothing for
+``sync_read_timeout`` or trickles below :data:`MIN_RATE` on average: a peer that
+vanishes mid-sync holds the puller for at most that long.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ import duckdb
 import structlog
 import trio
 
+from daemon.net import connmgr, membership
+from daemon.net.adapter import NetworkError, PeerStream
 from daemon.net.framed import FramedStream, StreamClosedError
-from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
 from daemon.store.blocklog import BlockLogError
-from protocol import codec, messages
+from protocol import codec, messages, vv
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.messages import SyncBlock, SyncEnd, SyncError, SyncRequest
 
@@ -32,6 +41,7 @@ APPLY_BATCH_BYTES = 16 << 20
 APPLY_BATCH_BLOCKS = 512
 WRITE_CHUNK = 1 << 20
 SNAPSHOT_REQUIRED = "snapshot_required"
+MIN_RATE = 16 << 10  # bytes/s a sync response must average after sync_read_timeout
 
 
 @dataclass
@@ -45,6 +55,7 @@ class PullResult:
     bytes: int = 0
     db_cid: str = ""
     conflicts: int = 0  # keys the pulled changesets made concurrent
+    end: SyncEnd | None = None
 
 
 class SyncFailed(Exception):
@@ -54,7 +65,7 @@ class SyncFailed(Exception):
 # -- server ------------------------------------------------------------------------------
 
 
-async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
+async def handle_sync_stream(node: Node, stream: PeerStream) -> None:
     """Serve one sync request from a peer. Never raises: failures are logged and counted."""
     if not node.config.trusts(stream.peer_id):
         node.metrics.inc("sync_untrusted")
@@ -89,6 +100,13 @@ async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
     if not isinstance(request, SyncRequest):
         await framed.send(messages.encode(SyncError("expected sync_req")))
         raise RemoteProtocolError(f"expected sync_req, got {type(request).__name__}")
+    membership.touch(node, peer)
+    mine = node.store.vector()
+    if vv.lacks(mine, request.have):  # the requester has news for us: pull it in turn
+        node.request_sync(peer)
+    if not vv.lacks(request.have, mine):  # nothing to send: answer without the store
+        await framed.send(messages.encode(SyncEnd(0, node.store.db_cid(), mine)))
+        return
     framed.max_frame = MAX_FRAME
     sent = 0
     batches = node.store.missing_for(request.have)
@@ -131,10 +149,12 @@ async def pull(node: Node, peer: str) -> PullResult:
     if node.sync_held:
         raise SyncFailed("delta sync waits for the snapshot bootstrap")
     try:
+        if not await connmgr.reach(node, peer):
+            raise NetworkError(f"{peer} is not connected and could not be dialed")
         stream = await node.network.open_stream(peer, PROTOCOL)
     except NetworkError as exc:
         raise SyncFailed(str(exc)) from exc
-    framed = FramedStream(stream, _max_frame(node), node.config.sync_read_timeout)
+    framed = FramedStream(stream, _max_frame(node), node.config.sync_read_timeout, MIN_RATE)
     result = PullResult(peer)
     try:
         await framed.send(messages.encode(SyncRequest(node.store.vector())))
@@ -148,6 +168,9 @@ async def pull(node: Node, peer: str) -> PullResult:
         result.bytes = framed.bytes_in
         node.metrics.inc("sync_changesets_in", result.received)
         node.metrics.inc("sync_bytes_in", framed.bytes_in)
+    membership.touch(node, peer)
+    if result.end is not None:
+        _learned(node, peer, result.end)
     return result
 
 
@@ -159,8 +182,15 @@ def _max_frame(node: Node) -> int:
 
 def _describe(exc: Exception, timeout: float) -> str:
     if isinstance(exc, trio.TooSlowError):
-        return f"TooSlowError: peer sent nothing for {timeout} s"
+        return f"TooSlowError: peer sent nothing for {timeout} s, or too little since"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _learned(node: Node, peer: str, end: SyncEnd) -> None:
+    """A sync end is a fresh statement of the peer's state."""
+    state = node.peers.get(peer)
+    if state is not None and end.vector:
+        state.db_cid, state.vector = end.db_cid, dict(end.vector)
 
 
 async def _receive(node: Node, framed: FramedStream, result: PullResult) -> None:
@@ -197,6 +227,7 @@ async def _read_blocks(
                 batch, size = [], 0
         elif isinstance(msg, SyncEnd):
             result.db_cid = msg.db_cid
+            result.end = msg
             break
         elif isinstance(msg, SyncError):
             if batch:  # what arrived before the refusal is still applied
@@ -259,9 +290,11 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
 
 
 async def _anti_entropy(node: Node) -> None:
-    """Every interval, pull from one random connected peer in case gossip was lost."""
+    """Every interval (jittered), exchange vectors with one random connected peer, in
+    case gossip was lost: both sides then pull what the other has."""
     while True:
-        await trio.sleep(node.config.anti_entropy_interval)
+        await trio.sleep(connmgr.jittered(node.config.anti_entropy_interval))
         peers = [p for p in node.connected_peers() if node.config.trusts(p)]
         if peers:
+            node.metrics.inc("anti_entropy_rounds")
             node.request_sync(random.choice(peers))
