@@ -69,7 +69,6 @@ class Node:
         self.push_base = ""  # our database CID before the first of the pushable blocks
         self.sync_wanted: set[str] = set()
         self.dialing: set[str] = set()
-        self.pushed_cid = ""  # our CID after the last pushed changesets we applied
         self.announce_wanted = False  # membership news to announce now (see announce_soon)
         self.gone: set[str] = set()  # peers we lost, for our next announce
         self.banned: dict[str, float] = {}  # peer -> trio time its gossip ban ends
@@ -134,7 +133,7 @@ class Node:
             log.warning("changeset rejected", peer=peer, cid=cid, reason=reason)
         return result
 
-    def _remember_for_push(self, block: bytes, before: str) -> None:
+    def _remember_for_push(self, block: bytes, before: str = "") -> None:
         if not self._pushable and not self._push_overflow:
             self.push_base = before  # the CID the pushed blocks start from
         total = sum(map(len, self._pushable)) + len(block)

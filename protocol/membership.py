@@ -34,9 +34,11 @@ MAX_MEMBERS_MESSAGE = 256 << 10
 
 @dataclass(frozen=True)
 class MembersQuery:
-    """Send me up to ``max`` members you know (not counting yourself)."""
+    """Send me up to ``max`` members you know (not counting yourself); ``addrs`` are the
+    asker's own listen addresses, so the answering peer can pass it on to the next."""
 
     max: int
+    addrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ MembersMessage = MembersQuery | MembersReply | MembersBye
 def encode(msg: MembersMessage) -> bytes:
     """Encode a members message to its versioned msgpack form."""
     if isinstance(msg, MembersQuery):
-        body: dict[str, Any] = {"t": "members_q", "max": msg.max}
+        body: dict[str, Any] = {"t": "members_q", "max": msg.max, "addrs": list(msg.addrs)}
     elif isinstance(msg, MembersBye):
         body = {"t": "bye"}
     else:
@@ -83,7 +85,10 @@ def decode(data: bytes, max_size: int = MAX_MEMBERS_MESSAGE) -> MembersMessage:
     tag = raw.get("t")
     try:
         if tag == "members_q":
-            return MembersQuery(expect_int(raw["max"], "members_q.max", 1, MAX_MEMBERS))
+            return MembersQuery(
+                expect_int(raw["max"], "members_q.max", 1, MAX_MEMBERS),
+                tuple(expect_list_of(raw.get("addrs", []), "members_q.addrs", _addr, MAX_ADDRS)),
+            )
         if tag == "members":
             rows = expect_list_of(raw["members"], "members.members", _member, MAX_MEMBERS)
             return MembersReply(tuple(rows))

@@ -85,7 +85,7 @@ class ConnectionManager:
             connected.discard(peer)
         target, ceiling = self.node.config.connections_target, self.node.config.connections_max
         if len(connected) < target:
-            self._dial_some(target - len(connected), connected, nursery)
+            self._dial_some(target - len(connected), connected, nursery, not connected)
         elif len(connected) > ceiling:
             await self._trim(connected, len(connected) - ceiling)
         elif t >= self.next_shuffle:
@@ -192,6 +192,8 @@ class ConnectionManager:
         node = self.node
         membership.heard(node, peer)
         node.request_sync(peer)
+        if len(node.network.connected_peers()) == 1:  # type: ignore[union-attr]
+            node.announce_soon()  # our first link: let the cluster know us now
         if len(node.peers) < 4 * node.config.connections_target:
             learned = membership.learn(node, await membership.ask_members(node, peer))
             log.debug("members learned", peer=peer, new=learned)

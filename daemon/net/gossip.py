@@ -3,12 +3,12 @@
 What we announce, and when:
 
 - right after a local commit (``announce_debounce``), pushing the new changesets
-  when they are small: everyone applies them from the announce itself;
-- after our state changed by other means (a pull, a snapshot), within
-  :data:`CHANGED_DEBOUNCE_S`, so peers can pull from us in turn;
-- never for changesets that were pushed to us: every peer got the same announce, and
-  each of them now predicts that every member at the announce's ``base`` reached its
-  CID (that is what keeps distributed queries and cache sharing informed);
+  when they are small: everyone applies them from the announce itself, and predicts
+  that every member that was at the announce's ``base`` reached its CID (that keeps
+  distributed queries and cache sharing informed without N re-announces);
+- never for changesets we received: pushed ones reached everyone with the same
+  announce, and pulled ones spread over the connections (sync nudges our neighbours,
+  see :mod:`daemon.net.sync`), which costs each peer a few streams, not N messages;
 - otherwise a heartbeat whose period grows with the cluster,
   ``max(announce_interval, members / announce_cluster_rate)``, jittered ± 20 %, so
   the whole cluster sends about ``announce_cluster_rate`` heartbeats per second and
@@ -39,7 +39,6 @@ from protocol.messages import MAX_GONE, Announce
 
 log = structlog.get_logger("gossip")
 
-CHANGED_DEBOUNCE_S = 0.5
 NEWS_DEBOUNCE_S = 0.05
 FIRST_BEAT_S = 2.0
 LEAVE_WAIT_S = 0.5
@@ -78,7 +77,6 @@ class Announcer:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.sent_cid = node.store.db_cid()
         self.sent_own = self.own_seq()
         self.due = trio.current_time() + FIRST_BEAT_S  # a new peer is known at once
 
@@ -92,9 +90,6 @@ class Announcer:
             return "commit"
         if node.announce_wanted:
             return "news"
-        cid = node.store.db_cid()
-        if cid != self.sent_cid and cid != node.pushed_cid:
-            return "changed"
         return None
 
     async def wait(self) -> str:
@@ -121,7 +116,6 @@ class Announcer:
         await node.network.publish(messages.encode(announce))
         if announce.blocks and announce.base:
             _predict(node, announce, dict(announce.vector))  # our peers at base, too
-        self.sent_cid = announce.db_cid
         self.sent_own = announce.vector.get(node.peer_id, 0)
         node.metrics.inc("announces_sent")
         log.debug(
@@ -130,13 +124,13 @@ class Announcer:
         return announce
 
 
-DEBOUNCE = {"changed": CHANGED_DEBOUNCE_S, "news": NEWS_DEBOUNCE_S, "heartbeat": 0.0}
+DEBOUNCE = {"news": NEWS_DEBOUNCE_S, "heartbeat": 0.0}
 
 
 async def serve_announcer(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Announce after local commits, other changes, membership news and heartbeats."""
+    """Announce after local commits, membership news and heartbeats."""
     assert node.network is not None
     announcer = Announcer(node)
     node.announcer = announcer
@@ -243,7 +237,6 @@ async def _apply_pushed(node: Node, announce: Announce) -> None:
             expected += 1
     if usable:
         result = await node.apply_blocks(usable, announce.peer_id)
-        node.pushed_cid = node.store.db_cid()  # every peer got this announce: no re-announce
         node.metrics.inc("changesets_pushed_in", result.applied)
         log.debug("applied pushed", peer=announce.peer_id, applied=result.applied)
 

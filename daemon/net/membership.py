@@ -204,6 +204,9 @@ async def handle_members_stream(node: Node, stream: PeerStream) -> None:
             return
         if not isinstance(query, MembersQuery):
             raise RemoteProtocolError(f"expected members_q, got {type(query).__name__}")
+        addrs = [a for a in query.addrs if a.endswith(f"/p2p/{stream.peer_id}")]
+        if addrs and admit(node, stream.peer_id):
+            heard(node, stream.peer_id, addrs)  # so we can pass the newcomer on
         sample = alive_sample(node, stream.peer_id, min(query.max, SAMPLE))
         await framed.send(membership.encode(MembersReply(tuple(sample))))
         node.metrics.inc("members_served")
@@ -227,7 +230,8 @@ async def ask_members(node: Node, peer: str) -> list[Member]:
         return []
     framed = FramedStream(stream, membership.MAX_MEMBERS_MESSAGE, ASK_TIMEOUT)
     try:
-        await framed.send(membership.encode(MembersQuery(SAMPLE)))
+        mine = tuple(node.network.listen_addrs()[: membership.MAX_ADDRS])
+        await framed.send(membership.encode(MembersQuery(SAMPLE, mine)))
         frame = await framed.receive()
         if frame is None:
             raise RemoteProtocolError("stream closed before a members reply")

@@ -7,7 +7,12 @@ Server: answer with the blocks the requester lacks, in our apply order (causal),
 packed into large writes, then ``SyncEnd``. A request whose vector covers ours is
 answered at once, without touching the store (that is what anti-entropy rounds cost),
 and one whose vector holds something we lack makes us pull from the requester in
-turn: each anti-entropy exchange moves changesets both ways.
+turn: each exchange moves changesets both ways, and tells each side the other's state.
+
+Changesets we pulled are not announced (that would cost every peer a message per
+peer); instead we *nudge* each connected peer not known to have them: a pull from it,
+whose request shows it that we have more, so it pulls them from us, and so on over
+the connection graph.
 
 A pull fails (and the next one starts) when the peer sends nothing for
 ``sync_read_timeout`` or trickles below :data:`MIN_RATE` on average: a peer that
@@ -102,6 +107,7 @@ async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
         raise RemoteProtocolError(f"expected sync_req, got {type(request).__name__}")
     membership.touch(node, peer)
     mine = node.store.vector()
+    _requested(node, peer, request.have, mine)
     if vv.lacks(mine, request.have):  # the requester has news for us: pull it in turn
         node.request_sync(peer)
     if not vv.lacks(request.have, mine):  # nothing to send: answer without the store
@@ -184,6 +190,29 @@ def _describe(exc: Exception, timeout: float) -> str:
     if isinstance(exc, trio.TooSlowError):
         return f"TooSlowError: peer sent nothing for {timeout} s, or too little since"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _requested(node: Node, peer: str, have: dict[str, int], mine: dict[str, int]) -> None:
+    """A sync request states the requester's vector (and, if it equals ours, its CID)."""
+    state = node.peers.get(peer)
+    if state is not None:
+        state.vector = dict(have)
+        state.db_cid = node.store.db_cid() if have == mine else ""
+
+
+def nudge(node: Node, source: str) -> None:
+    """Ask every connected peer that, as far as we know, lacks some of what we hold to
+    sync with us (we pull from it; its side then pulls from us)."""
+    mine = node.store.vector()
+    for peer in node.connected_peers():
+        state = node.peers.get(peer)
+        if (
+            peer != source
+            and node.config.trusts(peer)
+            and (state is None or vv.lacks(state.vector, mine))
+        ):
+            node.request_sync(peer)
+            node.metrics.inc("sync_nudges")
 
 
 def _learned(node: Node, peer: str, end: SyncEnd) -> None:
@@ -278,6 +307,8 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
     except SyncFailed as exc:
         log.warning("sync pull failed", peer=peer, error=str(exc))
         return None
+    if result.applied:
+        nudge(node, peer)
     if result.received:
         log.info(
             "pulled",
