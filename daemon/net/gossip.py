@@ -78,7 +78,10 @@ class Announcer:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.sent_own = self.own_seq()
-        self.due = trio.current_time() + FIRST_BEAT_S  # a new peer is known at once
+        self.last = trio.current_time()
+        self.factor = 1.0
+        self.due = self.last + FIRST_BEAT_S  # a new peer is known at once
+        self.advertised = 0.0  # the period our last announce stated (0: none yet)
 
     def own_seq(self) -> int:
         return self.node.store.vector().get(self.node.peer_id, 0)
@@ -94,22 +97,39 @@ class Announcer:
 
     async def wait(self) -> str:
         """Sleep until there is a reason to announce, or the heartbeat is due."""
-        with trio.move_on_at(self.due):
-            while (why := self.reason()) is None:
-                await self.node.wait_changed()
-            return why
-        return "heartbeat"
+        while True:
+            with trio.move_on_at(self.due):
+                while (why := self.reason()) is None:
+                    await self.node.wait_changed()
+                return why
+            if not self._postpone():
+                return "heartbeat"
+
+    def _postpone(self) -> bool:
+        """The cluster we see may have grown since we scheduled this heartbeat: move it
+        to one (new) period after our last announce, if that is still ahead."""
+        if not self.advertised:
+            return False
+        period = min(heartbeat_period(self.node), 2 * self.advertised)  # members wait 3
+        due = self.last + self.factor * period
+        if due <= trio.current_time():
+            return False
+        self.due = due
+        return True
 
     def schedule(self) -> None:
-        """The next heartbeat, one (growing) period after this announce."""
+        """The next heartbeat: one period (the one the announce just sent stated) after
+        it."""
         node = self.node
-        node.announce_period = heartbeat_period(node)
-        self.due = trio.current_time() + jittered(node.announce_period)
+        self.last = trio.current_time()
+        self.factor = jittered(1.0)
+        self.due = self.last + self.factor * node.announce_period
 
     async def send(self, leaving: bool = False) -> Announce:
         node = self.node
         assert node.network is not None
         blocks = node.take_pushable()
+        node.announce_period = heartbeat_period(node)  # stated in the announce
         announce = current_announce(node, blocks, node.push_base, leaving)
         node.announce_wanted = False
         node.gone.clear()
@@ -117,6 +137,7 @@ class Announcer:
         if announce.blocks and announce.base:
             _predict(node, announce, dict(announce.vector))  # our peers at base, too
         self.sent_own = announce.vector.get(node.peer_id, 0)
+        self.advertised = announce.period_ms / 1000
         node.metrics.inc("announces_sent")
         log.debug(
             "announced", changesets=sum(announce.vector.values()), pushed=len(announce.blocks)

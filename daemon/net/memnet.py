@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import heapq
 import itertools
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -44,6 +45,7 @@ from daemon.net.framed import StreamClosedError
 PUBSUB_OVERHEAD = 140
 SUBSCRIPTION_BUFFER = 32
 SEEN_TTL_S = 120.0
+TICK_S = 0.001  # delivery times are rounded up to this grid (fewer scheduler wake-ups)
 
 
 @dataclass
@@ -86,6 +88,10 @@ class MemFabric:
         self.online: dict[str, MemNetwork] = {}  # peer id -> network
         self.group: dict[str, int] = {}  # partition group per peer id (default 0)
         self.traffic: dict[str, Traffic] = {}
+        self.serving = False
+        self._heap: list[tuple[float, int, MemNetwork, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._wake = trio.Event()
         # Observers for measurements: (peer, message id) on publish, and (peer, message
         # id, hops) on the first delivery of a message to a peer.
         self.on_publish: Callable[[str, tuple[str, int]], None] | None = None
@@ -119,6 +125,41 @@ class MemFabric:
     def heal(self) -> None:
         """Remove every partition."""
         self.group = {}
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def schedule(self, at: float, target: MemNetwork, deliver: Callable[[], None]) -> None:
+        """Run ``deliver`` at ``at`` if ``target`` is still online then (rounded up to
+        the :data:`TICK_S` grid: one wake-up delivers everything due in a tick)."""
+        at = math.ceil(at / TICK_S) * TICK_S
+        earliest = not self._heap or at < self._heap[0][0]
+        heapq.heappush(self._heap, (at, next(self._order), target, deliver))
+        if earliest:
+            self._wake.set()
+
+    async def serve(self) -> None:
+        """Deliver scheduled data and messages, in time order, forever (one task for the
+        whole fabric: far fewer scheduler wake-ups than a task per peer)."""
+        self.serving = True
+        try:
+            while True:
+                now = trio.current_time()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, target, deliver = heapq.heappop(self._heap)
+                    if self.online.get(target.peer_id) is target:
+                        deliver()
+                        target.delivered += 1
+                        if target.delivered > 4096:
+                            target.delivered = 0
+                            target.forget_seen()
+                self._wake = trio.Event()
+                if self._heap:
+                    with trio.move_on_at(self._heap[0][0]):
+                        await self._wake.wait()
+                else:
+                    await self._wake.wait()
+        finally:
+            self.serving = False
 
 
 @dataclass
@@ -224,9 +265,7 @@ class MemNetwork:
             SUBSCRIPTION_BUFFER
         )
         self._discovered_send, self.discovered = trio.open_memory_channel[list[str]](1)
-        self._inbox: list[tuple[float, int, Callable[[], None]]] = []
-        self._order = itertools.count()
-        self._wake = trio.Event()
+        self.delivered = 0  # since the seen-message table was last pruned
         self._last_stream: dict[str, float] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -239,7 +278,8 @@ class MemNetwork:
             self._nursery = nursery
             self.fabric.online[self.peer_id] = self
             self.fabric.listening[self.addr] = self
-            nursery.start_soon(self._deliver_forever)
+            if not self.fabric.serving:
+                raise RuntimeError("the fabric delivers nothing: start MemFabric.serve first")
             try:
                 yield self
             finally:
@@ -258,29 +298,11 @@ class MemNetwork:
         """Run ``deliver`` at ``peer`` after the link's latency (if it is still there)."""
         remote = self.fabric.online.get(peer)
         if remote is not None:
-            remote._schedule(trio.current_time() + self.fabric.latency(self.peer_id, peer), deliver)
+            at = trio.current_time() + self.fabric.latency(self.peer_id, peer)
+            self.fabric.schedule(at, remote, deliver)
 
-    def _schedule(self, at: float, deliver: Callable[[], None]) -> None:
-        heapq.heappush(self._inbox, (at, next(self._order), deliver))
-        self._wake.set()
-
-    async def _deliver_forever(self) -> None:
-        delivered = 0
-        while True:
-            while self._inbox and self._inbox[0][0] <= trio.current_time():
-                heapq.heappop(self._inbox)[2]()
-                delivered += 1
-            if delivered > 4096:
-                delivered = 0
-                self._forget_seen()
-            self._wake = trio.Event()
-            if self._inbox:
-                with trio.move_on_at(self._inbox[0][0]):
-                    await self._wake.wait()
-            else:
-                await self._wake.wait()
-
-    def _forget_seen(self) -> None:
+    def forget_seen(self) -> None:
+        """Drop message ids older than :data:`SEEN_TTL_S`."""
         cutoff = trio.current_time() - SEEN_TTL_S
         self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
 

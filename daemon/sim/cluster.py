@@ -12,6 +12,7 @@ address, with their store), partitioned and written to.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from daemon.sim.store import MemStore, one_model
 from daemon.store.signing import signer
 
 T = TypeVar("T")
+
+SEEDS = 3
 
 SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     sync.serve_sync,
@@ -106,6 +109,7 @@ class SimCluster:
         self.fabric = MemFabric(latency=s.latency, loss=s.loss, seed=s.seed)
         self.peers = [self._make_peer(i) for i in range(size)]
         self.by_id = {p.peer_id: p for p in self.peers}
+        self.rng = random.Random(s.seed)
         self.reached: dict[tuple[str, int], dict[str, float]] = {}  # (origin, seq) -> peer -> t
         self._nursery: trio.Nursery | None = None
 
@@ -141,12 +145,24 @@ class SimCluster:
         """Start ``peers`` (default all), each bootstrapping from a peer already online,
         their starts spread evenly over ``spread`` seconds."""
         self._nursery = nursery
+        if not self.fabric.serving:
+            nursery.start_soon(self.fabric.serve)
+            await trio.lowlevel.checkpoint()
         chosen = list(self.peers if peers is None else peers)
         for i, peer in enumerate(chosen):
-            seeds = self.online()[:1] or [p for p in self.peers if p is not peer][:1]
+            seeds = self._seeds(peer)
             await nursery.start(self._run, peer, seeds)
             if spread and i < len(chosen) - 1:
                 await trio.sleep(spread / len(chosen))
+
+    def _seeds(self, peer: SimPeer) -> list[SimPeer]:
+        """Up to :data:`SEEDS` random online peers to bootstrap from (as an operator
+        lists a few bootstrap addresses; one seed for a thousand joiners would sit at
+        its connection cap), or the first other peer when none is online yet."""
+        online = [p for p in self.online() if p is not peer]
+        if not online:
+            return [p for p in self.peers if p is not peer][:1]
+        return self.rng.sample(online, min(SEEDS, len(online)))
 
     async def restart(self, peer: SimPeer, new_address: bool = False) -> None:
         """Start a stopped peer again (with its store), maybe on a new address."""
@@ -154,8 +170,7 @@ class SimCluster:
         if new_address:
             peer.restarts += 1
             peer.addr = _address(peer.index, peer.restarts)
-        seeds = [p for p in self.online() if p is not peer][:1]
-        await self._nursery.start(self._run, peer, seeds)
+        await self._nursery.start(self._run, peer, self._seeds(peer))
 
     async def _run(
         self, peer: SimPeer, seeds: Sequence[SimPeer], *, task_status: trio.TaskStatus[None]
