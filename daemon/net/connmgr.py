@@ -3,7 +3,8 @@
 Each peer dials up to ``connections_target`` members chosen at random (the gossipsub
 mesh, degree 6, forms over these), accepts inbound connections up to a hard cap,
 and when it holds more than ``connections_max`` closes idle ones (older than
-:data:`GRACE_S`, no stream for as long) at random down to ``connections_max``
+:data:`GRACE_S`, no new stream for :data:`TRIM_IDLE_S`: anti-entropy and nudges touch
+every link of a small cluster every few seconds) at random down to ``connections_max``
 (down to the target would make every inbound connection cost several peers a new
 dial).
 Random choices make the connection graph a random graph: connected, with a small
@@ -37,6 +38,7 @@ log = structlog.get_logger("connmgr")
 TICK_S = 1.0
 EXPIRE_S = 5.0
 GRACE_S = 30.0
+TRIM_IDLE_S = 5.0  # a connection with no new stream this long can be trimmed
 SHUFFLE_S = 300.0
 PROBE_DELAY_S = 2.0
 AVOID_S = 600.0  # a peer that closed our connection while alive is not redialed this long
@@ -207,7 +209,7 @@ class ConnectionManager:
         idle = [
             p
             for p in connected
-            if t - self.since.get(p, t) > GRACE_S and network.stream_idle(p) > GRACE_S
+            if t - self.since.get(p, t) > GRACE_S and network.stream_idle(p) > TRIM_IDLE_S
         ]
         for peer in random.sample(idle, min(count, len(idle))):
             await membership.say_bye(self.node, peer)
