@@ -50,7 +50,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--latency-ms", default="5,50", help="one-way link latency range, ms")
     p.add_argument("--loss", type=float, default=0.01, help="gossip loss per link (default 1 %%)")
     p.add_argument("--seed", type=int, default=15)
-    args = parse_quick(p, writes=3, warm=120.0, window=60.0, partition=20.0, churn=60.0, spread=5.0)
+    args = parse_quick(
+        p, writes=3, warm=400.0, window=120.0, partition=20.0, churn=60.0, spread=5.0
+    )
     if args.quick and args.sizes == "100,300,1000":
         args.sizes = "50,100"
     return args
