@@ -52,6 +52,7 @@ class Node:
         self.peers: dict[str, PeerState] = {}
         self.network: Network | None = None
         self.monitor: Any = None  # daemon.monitor.service.Monitor, set by its service
+        self.watches: Any = None  # daemon.watch.service.Watches, set by its service
         self.started_at = time.time()
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)

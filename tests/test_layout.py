@@ -12,7 +12,7 @@ and those below it, never from a higher one):
     3 daemon.node
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
-      daemon.monitor   (features)
+      daemon.monitor, daemon.watch   (features)
     6 daemon.control
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.kg", 5),
     ("daemon.snapshot", 5),
     ("daemon.monitor", 5),
+    ("daemon.watch", 5),
     ("daemon.control", 6),
     ("daemon.app", 7),
     ("peerctl", 8),
