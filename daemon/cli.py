@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from peerctl.usage import VersionAction
+
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
 
@@ -14,6 +16,7 @@ EXIT_RUNTIME = 1
 def build_parser() -> argparse.ArgumentParser:
     """Flags of ``duckpeerd``; flags win over environment and config file."""
     parser = argparse.ArgumentParser(prog="duckpeerd", description=__doc__)
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--config", type=Path, help="TOML config file (env DUCKPEER_CONFIG)")
     parser.add_argument("--data-dir", type=Path, help="where the database and identity live")
     parser.add_argument("--listen", action="append", help="libp2p multiaddr to listen on")

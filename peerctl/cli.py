@@ -8,6 +8,7 @@ socket; 4 ingest finished but skipped bad rows.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 
 from peerctl import cmd_cache, cmd_conflicts, cmd_distq, cmd_kg, cmd_monitor, cmd_snapshot
 from peerctl.client import Client, ClientError
+from peerctl.formats.command import add_format_flags, ingest_format
 from peerctl.output import Progress, print_fields, print_json, print_table
-from peerctl.usage import Parser, UsageError
+from peerctl.usage import Parser, UsageError, VersionAction
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
@@ -30,6 +32,7 @@ def build_parser() -> Parser:
     """All ``peerctl`` commands and flags."""
     parser = Parser(prog="peerctl", description="Control a local duckpeerd.")
     parser.add_argument("--socket", help="control socket (env DUCKPEER_SOCKET)")
+    parser.add_argument("--version", action=VersionAction)
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -58,6 +61,7 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_ingest)
     p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=50_000)
+    add_format_flags(p)
     p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
     p.set_defaults(run=cmd_import_db)
     p.add_argument("file")
@@ -71,6 +75,9 @@ def build_parser() -> Parser:
     p.add_argument("table")
     p.add_argument("key")
     p.add_argument("--set", action="append", required=True, metavar="COL=VALUE")
+    p = sub.add_parser("completion", help="shell completion script (bash, zsh, fish)")
+    p.set_defaults(run=cmd_completion)
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p = sub.add_parser("delete", parents=[common], help="delete one row")
     p.set_defaults(run=cmd_delete)
     p.add_argument("table")
@@ -83,7 +90,12 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``peerctl`` console script."""
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete)
+            import argcomplete
+
+            argcomplete.autocomplete(parser)
+        args = parser.parse_args(argv)
         with Client(args.socket) as client:
             run: Callable[[Client, argparse.Namespace], int] = args.run
             return run(client, args)
@@ -96,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("peerctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``peerctl ... | head``): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def cmd_completion(client: Client, args: argparse.Namespace) -> int:
+    """Print the completion script; e.g. ``eval "$(peerctl completion bash)"``."""
+    import argcomplete
+
+    print(argcomplete.shellcode(["peerctl"], shell=args.shell))
+    return EXIT_OK
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -173,6 +196,9 @@ def cmd_record(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.format:
+        return ingest_format(client, args)
 
     from peerctl.records import RecordFileError, count_rows, read_chunks
 

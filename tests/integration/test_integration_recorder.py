@@ -97,3 +97,38 @@ def test_the_pytest_plugin_records_pytest_benchmark_results(tmp_path: Path) -> N
                          "ORDER BY batch_size")  # fmt: skip
         assert got == [["tiny-llm", 1, "test_bench.py::test_infer[1]"],
                        ["tiny-llm", 4, "test_bench.py::test_infer[4]"]]  # fmt: skip
+
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
+
+
+def peerctl(peer: LocalPeer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "peerctl", "--socket", str(peer.socket), *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_ingest_of_benchmark_tool_files(tmp_path: Path) -> None:
+    run = DATA / "mlperf/lab-a100-box/resnet50/Offline/performance/run_1/mlperf_log_summary.txt"
+    with LocalCluster(1) as cluster:
+        (peer,) = cluster.peers
+        done = peerctl(peer, "ingest", "--format", "pytest-benchmark",
+                       str(DATA / "pytest_benchmark.json"))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "ingested 3 pytest-benchmark results" in done.stdout
+        assert peerctl(peer, "ingest", "--format", "mlperf", str(run)).returncode == 0
+        single = str(DATA / "mlperf/loose/singlestream_summary.txt")
+        loose = peerctl(peer, "ingest", "--format", "mlperf", single)
+        assert loose.returncode == 2 and "--model" in loose.stderr
+        assert len(loose.stderr.strip().splitlines()) == 1
+        done = peerctl(peer, "ingest", "--format", "mlperf", "--model", "bert-99",
+                       "--hardware", "cpu", single)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        wrong = peerctl(peer, "ingest", "--format", "pytest-benchmark", str(run))
+        assert wrong.returncode == 2 and "not JSON" in wrong.stderr
+        got = rows(peer, "SELECT model_id, hardware_id, metrics->>'source' FROM "
+                         "performance_results ORDER BY 1, 3")  # fmt: skip
+        assert got == [["bert-99", "cpu:PySUT", "mlperf"],
+                       ["bert-base-uncased", "cpu:AMD EPYC", "pytest-benchmark"],
+                       ["bert-base-uncased", "cpu:AMD EPYC", "pytest-benchmark"],
+                       ["resnet50", "lab-a100-box:PySUT", "mlperf"],
+                       ["test_tokenizer", "cpu:AMD EPYC", "pytest-benchmark"]]  # fmt: skip
