@@ -28,6 +28,7 @@ from daemon.sdnotify import Notifier
 from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
 from daemon.store.signing import signer
+from daemon.watch import service as watch_service
 
 log = structlog.get_logger("duckpeerd")
 
@@ -87,6 +88,7 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     peerstatus.serve,
     monitor_service.serve,
     distq_service.serve,
+    watch_service.serve,
 )
 
 

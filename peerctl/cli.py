@@ -14,7 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from peerctl import cmd_cache, cmd_conflicts, cmd_distq, cmd_kg, cmd_monitor, cmd_snapshot
+from peerctl import (
+    cmd_cache,
+    cmd_conflicts,
+    cmd_distq,
+    cmd_kg,
+    cmd_monitor,
+    cmd_snapshot,
+    cmd_watch,
+)
 from peerctl.client import Client, ClientError
 from peerctl.formats.command import add_format_flags, ingest_format
 from peerctl.output import Progress, print_fields, print_json, print_table
@@ -25,7 +33,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
 # its subcommands with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
-COMMAND_MODULES = (cmd_conflicts, cmd_kg, cmd_cache, cmd_snapshot, cmd_monitor, cmd_distq)
+COMMAND_MODULES = (cmd_conflicts, cmd_kg, cmd_cache, cmd_snapshot, cmd_monitor, cmd_distq,
+                   cmd_watch)  # fmt: skip
 
 
 def build_parser() -> Parser:

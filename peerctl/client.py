@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from protocol import control
@@ -121,6 +122,33 @@ class Client:
         if not response.ok:
             raise RequestFailed(response.error_code or "error", response.error or "failed")
         return response.result
+
+    def stream(self, method: str, **params: Any) -> Iterator[Any]:
+        """Call a method whose result is a stream (``watch``): yield each item until
+        the daemon ends it. Closing the generator (or the client) ends the stream."""
+        self.send(method, **params)
+        sock = self._connect()
+        try:
+            while True:
+                try:
+                    response = control.decode_response(self._read_frame(sock))
+                except (OSError, ProtocolError) as exc:
+                    raise DaemonUnavailable(f"connection to duckpeerd failed: {exc}") from exc
+                if not response.ok:
+                    raise RequestFailed(response.error_code or "error", response.error or "")
+                if not response.more:
+                    return
+                yield response.result
+        finally:
+            self.close()  # the daemon ends a stream when its connection closes
+
+    def watch(self, sql: str) -> Iterator[dict[str, Any]]:
+        """A live subscription: the query's rows (a ``snapshot`` event), then each change
+        as writes arrive from any peer: ``added`` / ``changed`` / ``removed`` events with
+        the ``row`` (and ``old`` row), the writers' peer ids in ``origins`` and the
+        ``db_cid``; ``lagged`` and a fresh ``snapshot`` when it read too slowly."""
+        for item in self.stream("watch", sql=sql):
+            yield from item["events"]
 
     def _read_frame(self, sock: socket.socket) -> bytes:
         while (frame := self._decoder.next_frame()) is None:

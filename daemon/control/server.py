@@ -18,7 +18,7 @@ import trio
 from daemon.control.peercred import Access, Authorizer, peer_credentials
 from daemon.net.framed import FramedStream, StreamClosedError, TrioByteStream
 from protocol import control
-from protocol.control import ControlError, ControlRequest, ControlResponse
+from protocol.control import ControlError, ControlRequest, ControlResponse, ControlStream
 from protocol.errors import ProtocolError
 
 log = structlog.get_logger("control")
@@ -168,7 +168,35 @@ class Policy:
                 )
             else:
                 response = await _dispatch(request, self.handlers)
+            if isinstance(response.result, ControlStream):
+                await _stream(framed, request.id, response.result)
+                return  # a stream ends its connection
             await framed.send(control.encode_response(response))
+
+
+async def _stream(framed: FramedStream, request_id: int, stream: ControlStream) -> None:
+    """Send a streamed result until it ends or the caller hangs up (the caller ends a
+    stream by closing the connection; anything it sends meanwhile ends it too)."""
+
+    async def caller_left(cancel: trio.CancelScope) -> None:
+        with contextlib.suppress(StreamClosedError, trio.BrokenResourceError):
+            await framed.stream.read(1)  # no idle deadline: a stream may be quiet for hours
+        cancel.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller_left, nursery.cancel_scope)
+            async for item in stream.items:
+                await framed.send(control.encode_response(ControlResponse(request_id, item,
+                                                                          more=True)))  # fmt: skip
+            await framed.send(control.encode_response(ControlResponse(request_id, None)))
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            aclose = getattr(stream.items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        stream.close()
 
 
 async def _dispatch(request: ControlRequest, handlers: dict[str, Handler]) -> ControlResponse:
