@@ -29,6 +29,7 @@ from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
 from daemon.store.signing import signer
 from daemon.watch import service as watch_service
+from daemon.web import service as web_service
 
 log = structlog.get_logger("duckpeerd")
 
@@ -89,6 +90,7 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     monitor_service.serve,
     distq_service.serve,
     watch_service.serve,
+    web_service.serve,
 )
 
 

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="exit after convergence")
     demo.add_argument("--results", type=int, default=500, help="sample results to write")
     demo.add_argument("--timeout", type=float, default=60.0, help="give up after seconds")
+    demo.add_argument("--no-web", action="store_true", help="without the web dashboard")
     return parser
 
 
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from daemon.demo import run_demo
 
-        return run_demo(once=args.once, results=args.results, timeout=args.timeout)
+        return run_demo(
+            once=args.once, results=args.results, timeout=args.timeout, web=not args.no_web
+        )
     return _run(args)
 
 

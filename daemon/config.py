@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.metrics.config import MonitorConfig, parse_monitor
+from daemon.metrics.config import MonitorConfig, parse_monitor, split_host_port
 from protocol.conflicts import Strategy, parse_strategy
 from protocol.schema import TABLES
 
@@ -83,6 +84,8 @@ class Config:
     distq_deadline: float = 30.0  # seconds a peer has to return its partitions
     distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
+    web_listen: str | None = None  # [web] listen = "127.0.0.1:8080": the dashboard; None = off
+    web_allow_remote: bool = False  # [web] allow_remote: a non-loopback address (no auth!)
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
@@ -131,10 +134,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"metrics", "alerts", "cache"}
+    unknown = set(raw) - set(_TYPES) - {"metrics", "alerts", "cache", "web"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
     values = {k: v for k, v in raw.items() if k in _TYPES} | _section(path, raw, "cache")
+    values |= _section(path, raw, "web")
     if "metrics" in raw or "alerts" in raw:
         try:
             values["monitor"] = parse_monitor(raw.get("metrics"), raw.get("alerts"))
@@ -181,7 +185,27 @@ def _build(values: dict[str, Any]) -> Config:
         raise ConfigError(str(exc)) from exc
     _check_cache(built)
     _check_ranges(built)
+    if built.web_listen is not None:
+        check_web_listen(built.web_listen, built.web_allow_remote)
     return built
+
+
+def check_web_listen(listen: str, allow_remote: bool) -> None:
+    """ConfigError unless ``listen`` is ``HOST:PORT`` on loopback (or remote is allowed):
+    the dashboard, like the Prometheus endpoint, has no authentication."""
+    try:
+        host, _ = split_host_port(listen)
+    except ValueError as exc:
+        raise ConfigError(f"config web.listen: {exc}") from None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise ConfigError(
+            f"config web.listen: {host} is not a loopback address; the dashboard has no "
+            "authentication (set [web] allow_remote = true to expose it)"
+        )
 
 
 def _check_cache(config: Config) -> None:

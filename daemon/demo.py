@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import time
 from types import FrameType
 
@@ -58,13 +59,19 @@ def _table(cluster: LocalCluster, started: float) -> tuple[Table, bool]:
     return table, done
 
 
-def run_demo(once: bool, results: int, timeout: float) -> int:
-    """Start three peers, write results on the first, show convergence live."""
+def run_demo(once: bool, results: int, timeout: float, web: bool = True) -> int:
+    """Start three peers, write results on the first, show convergence live (with the
+    web dashboard on the first peer, on a free loopback port, unless ``web`` is off)."""
     console = Console()
     signal.signal(signal.SIGTERM, _interrupt)  # stop the peers on SIGTERM as on Ctrl-C
     console.print("[bold]starting three duckpeerd processes on loopback…[/bold]")
+    cluster = LocalCluster(3)
+    dashboard = None
+    if web:
+        dashboard = f"127.0.0.1:{_free_port()}"
+        cluster.peers[0].env["DUCKPEER_WEB_LISTEN"] = dashboard
     try:
-        with LocalCluster(3) as cluster:
+        with cluster:
             console.print(f"data dirs under {cluster.base_dir}")
             writer = cluster.peers[0]
             started = time.monotonic()
@@ -80,7 +87,8 @@ def run_demo(once: bool, results: int, timeout: float) -> int:
                     latency=9.8,
                     batch_size=8,
                 )
-            return _watch(console, cluster, started, once, timeout)
+            url = f"http://{dashboard}/" if dashboard else None
+            return _watch(console, cluster, started, once, timeout, url)
     except ClusterError as exc:
         console.print(f"[red]demo failed: {exc}[/red]")
         return 1
@@ -112,8 +120,19 @@ def how_to_talk(cluster: LocalCluster, dashboard: str | None = None) -> Text:
     return Text("\n".join(lines) + "\n")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _watch(
-    console: Console, cluster: LocalCluster, started: float, once: bool, timeout: float
+    console: Console,
+    cluster: LocalCluster,
+    started: float,
+    once: bool,
+    timeout: float,
+    dashboard: str | None = None,
 ) -> int:
     converged_at = None
     rng = random.Random()
@@ -121,7 +140,7 @@ def _watch(
     with Live(console=console, refresh_per_second=10) as live:
         while True:
             table, done = _table(cluster, started)
-            live.update(Group(table, how_to_talk(cluster)))
+            live.update(Group(table, how_to_talk(cluster, dashboard)))
             if done and converged_at is None:
                 converged_at = time.monotonic() - started
                 if once:

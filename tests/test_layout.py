@@ -13,7 +13,7 @@ and those below it, never from a higher one):
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
       daemon.monitor, daemon.watch   (features)
-    6 daemon.control
+    6 daemon.control, daemon.web   (they serve the capabilities' methods to callers)
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
     9 daemon.cli, daemon.demo, daemon.localcluster, daemon.__main__   (they start
@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.monitor", 5),
     ("daemon.watch", 5),
     ("daemon.control", 6),
+    ("daemon.web", 6),
     ("daemon.app", 7),
     ("peerctl", 8),
     ("daemon.cli", 9),

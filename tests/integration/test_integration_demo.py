@@ -44,8 +44,9 @@ def test_demo_keeps_writing_and_says_how_to_talk_to_it(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
-    assert code == 0
     text = out.read_text()
+    assert code == 0, text
     assert f"export DUCKPEER_SOCKET={sockets[1]}" in text
     assert "peerctl status" in text and "every 3 s" in text
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/", text), text
     assert not Path(base).exists()  # the peers stopped and cleaned up
