@@ -21,24 +21,30 @@ there, so their growth is known).
 
 from __future__ import annotations
 
-OPERATORS = frozenset(
+
+def words(text: str) -> frozenset[str]:
+    """The whitespace-separated names in ``text``."""
+    return frozenset(text.split())
+
+
+OPERATORS = words(
     """
     != !__postfix !~~ !~~* % & && * ** + - ->> / // < <-> << <= <=> <@ = > >= >> @ @> ^ ^@
     | || ~ ~~ ~~* ~~~ __between __cast add subtract multiply divide mod xor
-    """.split()
+    """
 ) | {"IS DISTINCT FROM", "IS NOT DISTINCT FROM"}
 
-NUMERIC = frozenset(
+NUMERIC = words(
     """
     abs acos acosh asin asinh atan atan2 atanh bit_count cbrt ceil ceiling cos cosh cot
     degrees even exp factorial floor fmod gamma gcd greatest greatest_common_divisor
     isfinite isinf isnan lcm least least_common_multiple lgamma ln log log10 log2
     nextafter pi pow power radians round round_even roundbankers sign signbit sin sinh
     sqrt tan tanh trunc decimal_division fdiv
-    """.split()
+    """
 )
 
-TEXT = frozenset(
+TEXT = words(
     """
     ascii bit_length char_length character_length chr concat concat_ws contains
     ends_with starts_with prefix suffix instr position strpos lcase lower ucase upper
@@ -53,10 +59,10 @@ TEXT = frozenset(
     from_binary unbin encode decode url_encode url_decode format_bytes
     formatReadableSize formatReadableDecimalSize parse_formatted_bytes bar to_base
     overlay get_bit set_bit bit_position typeof alias
-    """.split()
+    """
 )
 
-TIME = frozenset(
+TIME = words(
     """
     age century date_diff datediff date_part datepart date_sub datesub date_trunc
     datetrunc date_add day dayname dayofmonth dayofweek dayofyear days_in_month decade
@@ -69,10 +75,10 @@ TIME = frozenset(
     to_years week weekday weekofyear year yearweek normalized_interval
     now today current_date current_localtime current_localtimestamp get_current_time
     get_current_timestamp transaction_timestamp
-    """.split()
+    """
 )
 
-NESTED = frozenset(
+NESTED = words(
     """
     list_value list_pack array_value list_aggregate list_aggr array_aggregate array_aggr
     aggregate list_apply array_apply apply list_transform array_transform list_filter
@@ -102,10 +108,10 @@ NESTED = frozenset(
     struct_has struct_indexof struct_insert struct_keys struct_position struct_update
     struct_values row union_extract union_tag union_value enum_code enum_first
     enum_last enum_range enum_range_boundary
-    """.split()
+    """
 )
 
-JSON = frozenset(
+JSON = words(
     """
     json json_array json_array_length json_contains json_exists json_extract
     json_extract_path json_extract_path_text json_extract_string json_keys
@@ -113,19 +119,19 @@ JSON = frozenset(
     json_transform_strict json_type json_valid json_value to_json array_to_json
     row_to_json from_json from_json_strict json_group_array json_group_object
     json_group_structure
-    """.split()
+    """
 )
 
-CONDITIONAL = frozenset("if nullif".split())
+CONDITIONAL = words("if nullif")
 
-WINDOWS = frozenset(
+WINDOWS = words(
     """
     cume_dist dense_rank rank_dense fill first_value last_value nth_value lag lead ntile
     percent_rank rank row_number
-    """.split()
+    """
 )
 
-AGGREGATES = frozenset(
+AGGREGATES = words(
     """
     any_value arbitrary approx_count_distinct approx_quantile arg_max arg_max_null
     arg_max_nulls_last arg_min arg_min_null arg_min_nulls_last argmax argmin array_agg
@@ -136,7 +142,7 @@ AGGREGATES = frozenset(
     quantile_cont quantile_disc regr_avgx regr_avgy regr_count regr_intercept regr_r2
     regr_slope regr_sxx regr_sxy regr_syy sem skewness stddev stddev_pop stddev_samp
     var_pop var_samp variance geomean geometric_mean weighted_avg wavg
-    """.split()
+    """
 )
 
 PURE_FUNCTIONS = (
@@ -148,17 +154,17 @@ COLLATION_PREFIXES = ("collate_", "icu_collate_")
 
 # Functions left out because one call can take unbounded memory or time (tests check
 # that they stay out of PURE_FUNCTIONS).
-AMPLIFIERS = frozenset(
+AMPLIFIERS = words(
     """
     repeat lpad rpad printf format range generate_series list_resize array_resize
     bitstring bitstring_agg equi_width_bins levenshtein damerau_levenshtein editdist3
     jaro_similarity jaro_winkler_similarity approx_top_k reservoir_quantile lttb
     sleep_ms pg_sleep
-    """.split()
+    """
 )
 
 # Functions that read state, settings or the catalog, or have side effects.
-STATEFUL = frozenset(
+STATEFUL = words(
     """
     current_setting getvariable version current_database current_schema current_schemas
     current_catalog current_role current_user session_user user current_query
@@ -167,7 +173,7 @@ STATEFUL = frozenset(
     uuidv7 write_log error stats json_serialize_sql json_serialize_plan
     json_deserialize_sql json_execute_serialized_sql pg_typeof has_table_privilege
     pg_get_viewdef col_description obj_description inet_client_addr
-    """.split()
+    """
 )
 
 

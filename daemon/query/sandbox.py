@@ -17,11 +17,18 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from daemon.query.binding import check_bound
+from daemon.query.binding import check_bound, check_parsed
 from daemon.query.rejected import QueryRejected
 from protocol.schema import TABLES
 
-__all__ = ["ALLOWED_TABLES", "MAX_SQL_LENGTH", "QueryRejected", "check_query", "validate_query"]
+__all__ = [
+    "ALLOWED_TABLES",
+    "MAX_SQL_LENGTH",
+    "QueryRejected",
+    "check_query",
+    "check_reduce_query",
+    "validate_query",
+]
 
 ALLOWED_TABLES = frozenset(TABLES)
 _FORBIDDEN_NODES = (
@@ -49,6 +56,13 @@ def check_query(sql: str) -> None:
     queries that passed are remembered (dashboards repeat them)."""
     validate_query(sql)
     check_bound(sql)
+
+
+def check_reduce_query(sql: str, allowed: frozenset[str]) -> None:
+    """A reduce over ``allowed`` tables of a private in-memory database (not ours):
+    :func:`validate_query` and DuckDB's parse tree (functions on the allow-list)."""
+    validate_query(sql, allowed)
+    check_parsed(sql)
 
 
 def validate_query(sql: str, allowed: frozenset[str] = ALLOWED_TABLES) -> exp.Query:

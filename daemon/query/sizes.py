@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.query.functions import words
 from daemon.query.rejected import QueryRejected
 
 Node = dict[str, Any]
@@ -27,7 +28,8 @@ Node = dict[str, Any]
 
 @dataclass(frozen=True)
 class Size:
-    """``base`` × largest stored value + ``agg`` × largest aggregate + ``const`` bytes."""
+    """``base`` times the largest stored value + ``agg`` times the largest aggregate +
+    ``const`` bytes."""
 
     base: float = 0.0
     agg: float = 0.0
@@ -56,11 +58,19 @@ VARIABLE_TYPES = frozenset(
 )  # fmt: skip
 
 # Aggregates whose result grows with the number of rows they read.
-ACCUMULATING = frozenset(
+ACCUMULATING = words(
     """
     string_agg group_concat listagg list array_agg histogram histogram_exact
     json_group_array json_group_object json_group_structure
-    """.split()
+    """
+)
+TO_JSON = words("to_json json_quote array_to_json row_to_json json json_object json_array")
+SPLITTERS = words(
+    """
+    string_split str_split split string_split_regex string_to_array regexp_split_to_array
+    regexp_extract_all from_json from_json_strict json_transform json_transform_strict
+    json_keys
+    """
 )
 # Output at most this many times the sum of the inputs (escapes, encodings, splits
 # into lists of 16-byte entries, case mapping in UTF-8, strftime specifiers).
@@ -70,26 +80,22 @@ MULTIPLIERS = {
     **dict.fromkeys(["upper", "lower", "ucase", "lcase"], 2),
     "url_encode": 3,
     "translate": 4,
-    **dict.fromkeys(["to_json", "json_quote", "array_to_json", "row_to_json", "json",
-                     "json_object", "json_array"], 6),  # fmt: skip
+    **dict.fromkeys(TO_JSON, 6),
     **dict.fromkeys(["json_pretty", "json_structure"], 8),
     "strftime": 16,
-    **dict.fromkeys(["string_split", "str_split", "split", "string_split_regex",
-                     "string_to_array", "regexp_split_to_array", "regexp_extract_all",
-                     "from_json", "from_json_strict", "json_transform",
-                     "json_transform_strict", "json_keys"], 17),  # fmt: skip
+    **dict.fromkeys(SPLITTERS, 17),
 }
 CONSTANT_OUTPUT = {"bar": 3100.0, "to_base": 80.0, "format_bytes": 32.0}
-LAMBDA_FUNCTIONS = frozenset(
+LAMBDA_FUNCTIONS = words(
     """
     list_transform array_transform apply list_apply list_filter array_filter filter
     list_reduce array_reduce reduce
-    """.split()
+    """
 )
-PACKERS = frozenset(
+PACKERS = words(
     """
     list_value list_pack array_value struct_pack row map map_from_entries union_value
-    """.split()
+    """
 )
 REDUCERS = frozenset({"list_reduce", "array_reduce", "reduce"})
 JOINERS = frozenset({"array_to_string", "array_to_string_comma_default", "list_string_agg"})
@@ -210,7 +216,7 @@ class _Lambda:
 
 
 def _replace(args: list[Node], children: list[Size]) -> Size:
-    pattern, replacement = (_string_constant(a) for a in (args + [{}, {}, {}])[1:3])
+    pattern, replacement = (_string_constant(a) for a in [*args, {}, {}, {}][1:3])
     if pattern is None or replacement is None:
         raise QueryRejected("replace needs constant strings as its pattern and replacement")
     growth = math.ceil(len(replacement) / len(pattern)) if pattern else 1

@@ -9,6 +9,8 @@ import pytest
 from daemon.config import Config, ConfigError, default_data_dir, load_config
 from protocol.conflicts import Strategy
 
+PEER = "12D3KooWQYV9dGMFoRzNStwpXztXaBUjtPqi6aU76ZgUriHhKust"
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -80,7 +82,7 @@ def test_config_file_from_env(tmp_path: Path) -> None:
 def test_env_values_are_converted(tmp_path: Path) -> None:
     env = {
         "DUCKPEER_LISTEN": "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2,",
-        "DUCKPEER_BOOTSTRAP": "/ip4/10.0.0.1/tcp/4001/p2p/QmX",
+        "DUCKPEER_BOOTSTRAP": f"/ip4/10.0.0.1/tcp/4001/p2p/{PEER}",
         "DUCKPEER_MDNS": "true",
         "DUCKPEER_QUERY_MAX_ROWS": "500",
         "DUCKPEER_ANNOUNCE_INTERVAL": "0.25",
@@ -90,13 +92,13 @@ def test_env_values_are_converted(tmp_path: Path) -> None:
     }
     config = load_config(None, env, {})
     assert config.listen == ("/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2")
-    assert config.bootstrap == ("/ip4/10.0.0.1/tcp/4001/p2p/QmX",)
+    assert config.bootstrap == (f"/ip4/10.0.0.1/tcp/4001/p2p/{PEER}",)
     assert config.mdns is True
     assert config.query_max_rows == 500
     assert config.announce_interval == 0.25
     assert config.data_dir == tmp_path / "data"
     assert config.socket_path == tmp_path / "c.sock"
-    assert config.memory_limit == "1GB"
+    assert config.memory_limit == 1_000_000_000
     assert load_config(None, {"DUCKPEER_MDNS": "0"}, {}).mdns is False
 
 

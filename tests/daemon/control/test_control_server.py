@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from daemon.control import server as control_server
+from daemon.control.limits import ControlLimits
 from daemon.control.server import SocketInUse, bind_control_socket, serve_control
 from peerctl.client import Client, DaemonUnavailable, RequestFailed
 from protocol import codec
@@ -221,7 +221,7 @@ async def test_idle_connection_is_dropped(
         async with stream:
             start = trio.current_time()
             assert await stream.receive_some(10) == b""  # the server gave up on us
-            assert trio.current_time() - start >= control_server.IDLE_TIMEOUT
+            assert trio.current_time() - start >= ControlLimits(1).idle_timeout
         assert server.malformed == 1
 
 
