@@ -148,7 +148,7 @@ def _check_range(name: str, value: float) -> None:
         bound = f">= {_number(low)}" if low_ok else f"> {_number(low)}"
         raise ConfigError(f"config {name}: must be {bound}, got {_number(value)}")
     if value > high:
-        raise ConfigError(f"config {name}: must be at most {_number(high)}, got {_number(value)}")
+        raise ConfigError(f"config {name}: at most {_number(high)}, got {_number(value)}")
 
 
 def _number(value: float) -> str:
