@@ -20,7 +20,7 @@ from daemon.query.fingerprint import fingerprint
 from daemon.query.limits import QUERY_ERRORS, QueryLimits, control_error
 from daemon.query.methods import max_rows_param
 from daemon.query.resultcache import CacheKey
-from daemon.query.sandbox import QueryRejected
+from daemon.query.sandbox import QueryRejected, check_query
 from daemon.query.strategy import strategy
 from protocol.control import ControlError, param
 
@@ -68,6 +68,7 @@ async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, A
     sql = param(params, "sql", str)
     max_rows = QueryLimits.of(node.config, max_rows_param(params)).max_rows
     try:
+        await trio.to_thread.run_sync(check_query, sql)
         fp = await trio.to_thread.run_sync(fingerprint, sql)
         plan = await trio.to_thread.run_sync(plan_query, sql)
     except QueryRejected as exc:

@@ -99,6 +99,7 @@ PACKERS = words(
 )
 REDUCERS = frozenset({"list_reduce", "array_reduce", "reduce"})
 JOINERS = frozenset({"array_to_string", "array_to_string_comma_default", "list_string_agg"})
+LIST_AGGREGATES = words("list_aggregate list_aggr array_aggregate array_aggr aggregate")
 
 
 def check_plan_sizes(plans: list[Node]) -> None:
@@ -177,6 +178,8 @@ class _Walker:
             return _regexp_replace(args, children)
         if name in JOINERS:
             return _joined(name, args, children)
+        if name in LIST_AGGREGATES:
+            return _list_aggregate(name, args, children)
         if name in CONSTANT_OUTPUT:
             return Size(const=CONSTANT_OUTPUT[name]) + _sum(children)
         entries = Size(const=16.0 * len(children)) if name in PACKERS else Size()
@@ -239,6 +242,16 @@ def _joined(name: str, args: list[Node], children: list[Size]) -> Size:
     if separator is None:
         raise QueryRejected(f"{name} needs a constant separator")
     return children[0].times(1 + len(separator) / 16)  # a list holds >= 16 bytes per entry
+
+
+def _list_aggregate(name: str, args: list[Node], children: list[Size]) -> Size:
+    """``list_aggregate(list, 'string_agg', sep)`` joins with ``sep``, like a joiner."""
+    aggregate = _string_constant(args[1]) if len(args) > 1 else None
+    if aggregate is None:
+        raise QueryRejected(f"{name} needs a constant aggregate name")
+    if len(args) > 2:
+        return _joined(name, [args[0], *args[2:]], [children[0], *children[2:]])
+    return children[0] + Size(const=16)
 
 
 def _check(size: Size, expr: Node) -> None:
