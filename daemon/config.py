@@ -249,6 +249,8 @@ def _convert(name: str, value: Any) -> Any:
         if "Path" in kind:
             if not isinstance(value, str | os.PathLike):
                 raise TypeError(f"expected a path, got {type(value).__name__}")
+            if not str(value).strip():
+                raise ValueError("must not be empty")
             return Path(value).expanduser()
         if kind == "bool":
             return _boolean(value)
@@ -314,12 +316,13 @@ def read_psk(path: Path | None) -> str | None:
     try:
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read psk_file {path}: {exc}") from exc
+        why = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ConfigError(f"config psk_file: cannot read {path}: {why}") from exc
     if lines[:1] == ["/key/swarm/psk/1.0.0/"]:
         if lines[1:2] != ["/base16/"]:
-            raise ConfigError(f"psk_file {path}: only /base16/ keys are supported")
+            raise ConfigError(f"config psk_file: {path}: only /base16/ keys are supported")
         lines = lines[2:]
     key = lines[0].lower() if len(lines) == 1 else ""
     if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-        raise ConfigError(f"psk_file {path}: expected 64 hex digits (a 32-byte key)")
+        raise ConfigError(f"config psk_file: {path}: expected 64 hex digits (a 32-byte key)")
     return key

@@ -198,8 +198,6 @@ def _check_addresses(config: Any) -> None:  # a daemon.config.Config
 def _check_relations(config: Any) -> None:  # a daemon.config.Config
     if config.query_memory_bytes > config.memory_limit_bytes:
         raise ConfigError("config query_memory_limit: must not exceed memory_limit")
-    if config.query_max_value_bytes > config.query_max_result_bytes:
-        raise ConfigError("config query_max_value_bytes: must not exceed query_max_result_bytes")
     if config.cache_aggressive_ms < config.cache_cheap_ms:
         raise ConfigError("config cache_aggressive_ms: must be >= cache_cheap_ms")
 

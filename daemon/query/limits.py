@@ -54,7 +54,7 @@ class QueryLimits:
         return cls(
             rows,
             config.query_max_result_bytes,
-            config.query_max_value_bytes,
+            min(config.query_max_value_bytes, config.query_max_result_bytes),
             config.query_timeout,
             config.query_memory_bytes,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import BAD_CONFIGS
 
 from daemon.config import Config, ConfigError, default_data_dir, load_config
 from protocol.conflicts import Strategy
@@ -267,3 +268,48 @@ def test_psk_file_formats(tmp_path: Path) -> None:
             read_psk(bare)
     with pytest.raises(ConfigError, match="cannot read"):
         read_psk(tmp_path / "missing.key")
+
+
+@pytest.mark.parametrize(("key", "text"), BAD_CONFIGS, ids=[t for _, t in BAD_CONFIGS])
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, key: str, text: str) -> None:
+    assert key in one_line_error(write(tmp_path, text + "\n"), {}, {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ANNOUNCE_INTERVAL", "nan"),
+        ("ANNOUNCE_DEBOUNCE", "-1"),
+        ("QUERY_MAX_ROWS", "-1"),
+        ("MEMORY_LIMIT", "12 parsecs"),
+        ("LISTEN", "/ip4/0.0.0.0/tcp/x"),
+        ("QUERY_WORKERS", "0"),
+        ("CONTROL_SOCKET", "/tmp/" + "s" * 120),
+    ],
+)
+def test_bad_env_value_is_one_line_naming_the_key(name: str, value: str) -> None:
+    assert name.lower() in one_line_error(None, {f"DUCKPEER_{name}": value}, {})
+
+
+def test_sizes_accept_units() -> None:
+    env = {
+        "DUCKPEER_MEMORY_LIMIT": "2GiB",
+        "DUCKPEER_QUERY_MEMORY_LIMIT": "512MB",
+        "DUCKPEER_MAX_TEMP_BYTES": "0",
+        "DUCKPEER_QUERY_MAX_RESULT_BYTES": "1048576",
+    }
+    config = load_config(None, env, {})
+    assert config.memory_limit == 2 << 30 and config.memory_limit_bytes == 2 << 30
+    assert config.query_memory_bytes == 512_000_000
+    assert config.max_temp_bytes == 0 and config.query_max_result_bytes == 1 << 20
+
+
+def test_default_memory_limit_follows_the_machine() -> None:
+    from daemon.configcheck import default_memory_limit, machine_memory
+
+    config = load_config(None, {}, {})
+    assert config.memory_limit is None
+    assert (
+        config.memory_limit_bytes == default_memory_limit() == max(256 << 20, machine_memory() // 4)
+    )
+    assert config.query_memory_bytes == config.memory_limit_bytes // 4
