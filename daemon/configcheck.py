@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import math
 import os
 import re
@@ -43,6 +44,7 @@ class ConfigError(ValueError):
 MIB = 1 << 20
 
 
+@functools.lru_cache(maxsize=1)
 def machine_memory() -> int:
     """Physical memory, or the cgroup's limit when that is lower (bytes)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

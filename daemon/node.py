@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ class PeerState:
     load: float = 0.0
     last_seen: float = 0.0
     last_dial: float = float("-inf")  # when we last dialed it on hearing its announce
+
+
+# Converting a large result to Python objects (and encoding it) holds the GIL; query
+# workers take this lock around each slice of such work, so the event loop competes
+# with one of them at a time for the GIL rather than with all of them.
+PYTHON_WORK = threading.Lock()
 
 
 class QueryBusy(StoreError):

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from daemon.config import Config
-from daemon.node import QueryBusy
+from daemon.node import PYTHON_WORK, QueryBusy
 from daemon.query.rejected import QueryRejected
 from daemon.store.database import Store, StoreError
 from daemon.store.running import QueryStopped
@@ -87,13 +87,17 @@ def fetch_rows(
     """The rows of the query running on ``cur``, converted, within ``limits``."""
     rows: list[list[Any]] = []
     size = 0
-    while chunk := cur.fetchmany(FETCH_ROWS):
-        if len(rows) + len(chunk) > limits.max_rows:
-            raise ResultTooLarge(f"result has more than {limits.max_rows} rows (limit)")
-        for raw in chunk:
-            row = [convert(v) for v in raw]
-            size += sum(value_size(v, limits.max_value_bytes) for v in row)
-            rows.append(row)
+    while True:
+        with PYTHON_WORK:  # one slice at a time (see daemon.node)
+            chunk = cur.fetchmany(FETCH_ROWS)
+            if len(rows) + len(chunk) > limits.max_rows:
+                raise ResultTooLarge(f"result has more than {limits.max_rows} rows (limit)")
+            for raw in chunk:
+                row = [convert(v) for v in raw]
+                size += sum(value_size(v, limits.max_value_bytes) for v in row)
+                rows.append(row)
+        if not chunk:
+            break
         if size > limits.max_bytes:
             raise ResultTooLarge(
                 f"result larger than {limits.max_bytes} bytes (query_max_result_bytes)"
