@@ -7,6 +7,7 @@ from typing import Any
 
 from peerctl.client import Client
 from peerctl.output import print_fields, print_json, print_table
+from peerctl.usage import int_in
 
 STRATEGIES = ("hash", "round_robin", "range")
 
@@ -40,7 +41,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_partition_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", choices=STRATEGIES, help="how rows are split (default hash)")
-    p.add_argument("--nodes", type=int, help="number of partitions (default: every peer)")
+    p.add_argument(
+        "--nodes", type=int_in(1, 256), help="number of partitions (default: every peer)"
+    )
     p.add_argument("--column", help="column of a range partitioning")
 
 

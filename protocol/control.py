@@ -6,7 +6,7 @@ result or an error with a stable code that the CLI maps to its exit code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
 
 from protocol import codec
@@ -99,11 +99,21 @@ def decode_request(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlReq
 def encode_response(resp: ControlResponse) -> bytes:
     """Encode a control response (``more`` only when set: one-shot responses keep the
     exact bytes they always had)."""
+    return codec.pack(_response_map(resp))
+
+
+def encode_response_pieces(resp: ControlResponse, items: int = 2048) -> Iterator[bytes]:
+    """:func:`encode_response` in pieces (their concatenation is the same bytes): a large
+    result is encoded a slice at a time, so the encoder can yield between slices."""
+    return codec.pack_pieces(_response_map(resp), items)
+
+
+def _response_map(resp: ControlResponse) -> dict[str, Any]:
     raw = {"v": WIRE_VERSION, "id": resp.id, "r": resp.result, "c": resp.error_code,
            "e": resp.error}  # fmt: skip
     if resp.more:
         raw["m"] = True
-    return codec.pack(raw)
+    return raw
 
 
 def decode_response(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlResponse:

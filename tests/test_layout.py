@@ -7,7 +7,8 @@ and those below it, never from a higher one):
 
     0 protocol
     1 daemon.store
-    2 daemon.metrics, daemon.config, daemon.ratelimit, daemon.logs, daemon.sdnotify,
+    2 daemon.metrics, daemon.config, daemon.configcheck, daemon.ratelimit, daemon.logs,
+      daemon.sdnotify,
       daemon.net.network, daemon.net.framed   (the foundation the node stands on)
     3 daemon.node
     4 daemon.net
@@ -35,6 +36,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.net.framed", 2),
     ("daemon.metrics", 2),
     ("daemon.config", 2),
+    ("daemon.configcheck", 2),  # config.py merges the sources, configcheck.py checks them
     ("daemon.ratelimit", 2),
     ("daemon.logs", 2),
     ("daemon.sdnotify", 2),

@@ -273,7 +273,7 @@ class Coordinator:
                 raise DistQueryError("the database changed during the query; run it again")
             return store.query_arrow(sql, config.query_max_rows, config.query_timeout)
 
-        return await self.node.read(run)
+        return await self.node.query(run)
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

@@ -22,7 +22,7 @@ from daemon.distq.plan import (
 )
 from daemon.node import Node
 from daemon.query.methods import query, to_wire
-from daemon.query.sandbox import QueryRejected, check_query, validate_query
+from daemon.query.sandbox import QueryRejected, check_query, check_reduce_query
 from daemon.store.database import StoreError
 from protocol import vv
 from protocol.control import ControlError, param
@@ -113,7 +113,7 @@ async def mapreduce(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     def check() -> None:
         check_query(map_sql)
         partition_sql(map_sql, Partitioning("hash", 1), 0)
-        validate_query(reduce_sql, frozenset({MAPREDUCE_TABLE}))
+        check_reduce_query(reduce_sql, frozenset({MAPREDUCE_TABLE}))
 
     try:
         await trio.to_thread.run_sync(check)

@@ -170,7 +170,7 @@ async def _run_partition(
         return data, table.num_rows
 
     try:
-        data, rows = await node.read(run)
+        data, rows = await node.query(run)
     except (StoreError, duckdb.Error) as exc:
         node.metrics.inc("fragments_failed")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
