@@ -84,6 +84,10 @@ class Config:
     distq_deadline: float = 30.0  # seconds a peer has to return its partitions
     distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
+    distq_retries: int = 2  # plans again at the new CID when a write lands mid-query
+    distq_advertised_cores: int = 0  # test only: cores a peer claims (0 = the real count)
+    recluster: bool = True  # keep performance_results clustered by key in the background
+    recluster_idle: float = 5.0  # seconds without writes before a re-cluster step
     web_listen: str | None = None  # [web] listen = "127.0.0.1:8080": the dashboard; None = off
     web_allow_remote: bool = False  # [web] allow_remote: a non-loopback address (no auth!)
 
@@ -230,6 +234,12 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError("config distq_max_partial_bytes: must be at least 1024")
     if config.distq_fragment_delay < 0:
         raise ConfigError("config distq_fragment_delay: must not be negative")
+    if not 0 <= config.distq_retries <= 10:
+        raise ConfigError("config distq_retries: must be 0..10")
+    if not 0 <= config.distq_advertised_cores <= 65536:
+        raise ConfigError("config distq_advertised_cores: must be 0..65536")
+    if config.recluster_idle <= 0:
+        raise ConfigError("config recluster_idle: must be positive (seconds)")
 
 
 def _convert(name: str, value: Any) -> Any:

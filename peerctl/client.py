@@ -341,17 +341,20 @@ class Client:
     def execute_distributed_query(
         self,
         query: str,
-        partition_strategy: str = "hash",
+        partition_strategy: str = "range",
         nodes: int | None = None,
         column: str | None = None,
         max_rows: int | None = None,
+        explain: bool = False,
     ) -> dict[str, Any]:
         """Run a SELECT as map fragments over peers at our database CID plus a reduce.
 
         Returns ``columns``, ``rows``, ``node_count``, ``execution_ms``, ``node_timings``
-        (per peer: partitions, rows, ms, failures), ``distributed`` and, when the query
-        ran on one node, ``reason``. ``partition_strategy``: hash, round_robin or range
-        (on ``column``, by quantiles).
+        (per peer: partitions, share, rows, ms, rows and row groups scanned, failures),
+        ``distributed`` and, when the query ran on one node, ``reason``.
+        ``partition_strategy``: range, round_robin or hash (key ranges of result_id
+        sized by each peer's capacity; ``range`` on another ``column`` by quantiles).
+        ``explain``: only say how it would be split (each partition's peer, share, SQL).
         """
         return self.call(  # type: ignore[no-any-return]
             "query_distributed",
@@ -360,13 +363,14 @@ class Client:
             nodes=nodes,
             column=column,
             max_rows=max_rows,
+            **({"explain": True} if explain else {}),
         )
 
     def map_reduce(
         self,
         map_sql: str,
         reduce_sql: str,
-        partition_strategy: str = "hash",
+        partition_strategy: str = "range",
         nodes: int | None = None,
         column: str | None = None,
     ) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from distq_corpus import SINGLE_NODE_QUERIES, SPLIT_QUERIES, has_order, same_res
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.distq.plan import Partitioning, partition_sql, plan_query
+from daemon.distq.plan import plan_query
 from daemon.distq.reduce import from_ipc, reduce_partials, to_ipc
+from daemon.distq.slices import Partitioning, fragment_sql, partition_sql
 from daemon.query.sandbox import validate_query
 from protocol.schema import TABLES, ColType
 

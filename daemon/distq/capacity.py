@@ -1,0 +1,130 @@
+"""How much of a distributed query each peer should take: its measured capacity.
+
+A peer's weight is a *prior* from what it says about itself (cores, its host's load
+average, busy database slots; the ``Capacity`` message on its query stream) times a
+*correction* learned from its answers. After each query whose slowest fragment took at
+least ``MIN_OBSERVED_MS``, every participant's speed (its share of the rows over the
+time the coordinator waited for it) is compared with what its weight predicted; a peer
+that was slower than predicted gets a smaller correction, a faster one a larger. A
+peer more than a third slower than predicted takes the whole correction at once, so a
+peer that claims cores it does not have gets less work right after its first slow
+answer. A failed or late partition halves the correction. Corrections are relative (their
+geometric mean over a query's participants stays 1) and bounded to 1/64 … 64.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from protocol.messages import Capacity
+
+MIN_OBSERVED_MS = 20.0  # shorter queries measure overheads, not speed
+SLOW = 2 / 3  # speed below this fraction of the predicted one: corrected at once
+SMOOTHING = 0.5  # otherwise half of the observed deviation is taken
+BOUND = 64.0
+TOLD_TTL = 60.0  # a capacity report older than this is ignored
+
+
+def prior(cores: int, load: float, busy: float) -> float:
+    """Cores a new query can expect to use: all of them on an idle host, a fair share
+    of them when the host's run queue (``load``) is longer than its cores, less for
+    database slots already busy."""
+    cores = max(cores, 1)
+    share = min(1.0, cores / (max(load, 0.0) + 1.0))
+    return cores * share / (1.0 + max(busy, 0.0) / 2.0)
+
+
+def local_capacity(busy: float) -> Capacity:
+    """This host's capacity report."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return Capacity(cores=max(cores, 1), load=round(load, 2), busy=busy)
+
+
+@dataclass
+class _Peer:
+    told: Capacity | None = None
+    told_at: float = float("-inf")
+    correction: float = 1.0
+    observations: int = 0
+
+
+class CapacityModel:
+    """Weights of peers for slicing a query; learns from every query it plans."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._peers: dict[str, _Peer] = {}
+
+    def _peer(self, peer: str) -> _Peer:
+        return self._peers.setdefault(peer, _Peer())
+
+    def told(self, peer: str, capacity: Capacity) -> None:
+        """``peer`` reported its capacity."""
+        state = self._peer(peer)
+        state.told, state.told_at = capacity, self._clock()
+
+    def prior(self, peer: str) -> float | None:
+        """The prior of a peer that reported recently, else None."""
+        state = self._peers.get(peer)
+        if state is None or state.told is None or self._clock() - state.told_at > TOLD_TTL:
+            return None
+        return prior(state.told.cores, state.told.load, state.told.busy)
+
+    def weights(self, peers: Iterable[str]) -> dict[str, float]:
+        """Relative capacity of each peer (a peer that never reported gets the median
+        prior of those that did)."""
+        peers = list(peers)
+        priors = {p: self.prior(p) for p in peers}
+        known = sorted(v for v in priors.values() if v is not None)
+        default = known[len(known) // 2] if known else 1.0
+        return {
+            p: (priors[p] if priors[p] is not None else default) * self._peer(p).correction
+            for p in peers
+        }
+
+    def correction(self, peer: str) -> float:
+        """The learned factor of ``peer`` (1.0 until it answered)."""
+        return self._peer(peer).correction
+
+    def observe(self, used: Mapping[str, float], share: Mapping[str, float],
+                elapsed_ms: Mapping[str, float]) -> None:  # fmt: skip
+        """Learn from one query: ``used`` weights, each peer's ``share`` of the rows
+        and the milliseconds the coordinator waited for its partitions."""
+        peers = [p for p in used if share.get(p, 0) > 0 and elapsed_ms.get(p, 0) > 0]
+        if len(peers) < 2 or max(elapsed_ms[p] for p in peers) < MIN_OBSERVED_MS:
+            return
+        ratio = {p: share[p] / elapsed_ms[p] / max(used[p], 1e-12) for p in peers}
+        mean = _geomean(ratio.values())
+        for p in peers:
+            quality = ratio[p] / mean
+            rate = 1.0 if quality < SLOW else SMOOTHING
+            state = self._peer(p)
+            state.correction *= quality**rate
+            state.observations += 1
+        self._renormalize(peers)
+
+    def penalize(self, peer: str) -> None:
+        """``peer`` failed or missed its deadline."""
+        state = self._peer(peer)
+        state.correction = max(state.correction / 2.0, 1 / BOUND)
+
+    def _renormalize(self, peers: list[str]) -> None:
+        mean = _geomean(self._peer(p).correction for p in peers)
+        for p in peers:
+            state = self._peer(p)
+            state.correction = min(max(state.correction / mean, 1 / BOUND), BOUND)
+
+
+def _geomean(values: Iterable[float]) -> float:
+    logs = [math.log(max(v, 1e-300)) for v in values]
+    return math.exp(sum(logs) / len(logs)) if logs else 1.0
