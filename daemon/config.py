@@ -86,6 +86,7 @@ class Config:
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
     distq_retries: int = 2  # plans again at the new CID when a write lands mid-query
     distq_advertised_cores: int = 0  # test only: cores a peer claims (0 = the real count)
+    distq_switch_interval: float = 0.001  # Python's GIL switch interval (0 = its default)
     recluster: bool = True  # keep performance_results clustered by key in the background
     recluster_idle: float = 5.0  # seconds without writes before a re-cluster step
     web_listen: str | None = None  # [web] listen = "127.0.0.1:8080": the dashboard; None = off
@@ -238,6 +239,8 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError("config distq_retries: must be 0..10")
     if not 0 <= config.distq_advertised_cores <= 65536:
         raise ConfigError("config distq_advertised_cores: must be 0..65536")
+    if not 0 <= config.distq_switch_interval <= 0.1:
+        raise ConfigError("config distq_switch_interval: must be 0..0.1 (seconds)")
     if config.recluster_idle <= 0:
         raise ConfigError("config recluster_idle: must be positive (seconds)")
 

@@ -2,10 +2,13 @@
 
 A peer's weight is a *prior* from what it says about itself (cores, its host's load
 average, busy database slots; the ``Capacity`` message on its query stream) times a
-*correction* learned from its answers. After each query whose slowest fragment took at
-least ``MIN_OBSERVED_MS``, every participant's speed (its share of the rows over the
-time the coordinator waited for it) is compared with what its weight predicted; a peer
-that was slower than predicted gets a smaller correction, a faster one a larger. A
+*correction* learned from its answers. After each query that read at least
+``MIN_OBSERVED_ROWS`` rows and whose slowest fragment took at least ``MIN_OBSERVED_MS``
+beyond its usual overhead, every participant's speed (its share of the rows over the time
+the coordinator waited for it, less that peer's fixed overhead, learned from small
+queries) is compared with what its weight predicted; a peer that was slower than
+predicted gets a smaller correction, a faster one a larger. Timing is the coordinator's
+own, so a peer cannot talk its way into more work. A
 peer more than a third slower than predicted takes the whole correction at once, so a
 peer that claims cores it does not have gets less work right after its first slow
 answer. A failed or late partition halves the correction. Corrections are relative (their
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from protocol.messages import Capacity
 
 MIN_OBSERVED_MS = 20.0  # shorter queries measure overheads, not speed
+MIN_OBSERVED_ROWS = 100_000  # nor do queries over fewer rows
+SMALL_ROWS = 20_000  # queries over fewer rows than this measure each peer's overhead
 SLOW = 2 / 3  # speed below this fraction of the predicted one: corrected at once
 SMOOTHING = 0.5  # otherwise half of the observed deviation is taken
 BOUND = 64.0
@@ -56,6 +61,7 @@ class _Peer:
     told_at: float = float("-inf")
     correction: float = 1.0
     observations: int = 0
+    overhead_ms: float = 0.0  # what a tiny fragment costs this peer end to end
 
 
 class CapacityModel:
@@ -92,18 +98,35 @@ class CapacityModel:
             for p in peers
         }
 
+    def describe(self, peer: str) -> dict[str, float | int | None]:
+        """What the model holds about ``peer`` (cluster status)."""
+        state = self._peers.get(peer, _Peer())
+        return {
+            "cores": state.told.cores if state.told is not None else None,
+            "host_load": state.told.load if state.told is not None else None,
+            "correction": round(state.correction, 3),
+            "weight": round(self.weights([peer])[peer], 3) if self.prior(peer) else None,
+        }
+
     def correction(self, peer: str) -> float:
         """The learned factor of ``peer`` (1.0 until it answered)."""
         return self._peer(peer).correction
 
     def observe(self, used: Mapping[str, float], share: Mapping[str, float],
-                elapsed_ms: Mapping[str, float]) -> None:  # fmt: skip
-        """Learn from one query: ``used`` weights, each peer's ``share`` of the rows
-        and the milliseconds the coordinator waited for its partitions."""
+                elapsed_ms: Mapping[str, float], rows: float) -> None:  # fmt: skip
+        """Learn from one query over ``rows`` rows: ``used`` weights, each peer's
+        ``share`` of the rows and the milliseconds the coordinator waited for it."""
         peers = [p for p in used if share.get(p, 0) > 0 and elapsed_ms.get(p, 0) > 0]
-        if len(peers) < 2 or max(elapsed_ms[p] for p in peers) < MIN_OBSERVED_MS:
+        if rows < SMALL_ROWS:
+            for p in peers:
+                state = self._peer(p)
+                state.overhead_ms += (elapsed_ms[p] - state.overhead_ms) * 0.2
             return
-        ratio = {p: share[p] / elapsed_ms[p] / max(used[p], 1e-12) for p in peers}
+        work = {p: elapsed_ms[p] - self._peer(p).overhead_ms for p in peers}
+        if len(peers) < 2 or rows < MIN_OBSERVED_ROWS or max(work.values()) < MIN_OBSERVED_MS:
+            return
+        work = {p: max(w, elapsed_ms[p] / 4) for p, w in work.items()}
+        ratio = {p: share[p] / work[p] / max(used[p], 1e-12) for p in peers}
         mean = _geomean(ratio.values())
         for p in peers:
             quality = ratio[p] / mean

@@ -25,7 +25,7 @@ import structlog
 import trio
 
 from daemon.distq.atcid import CidChanged, query_at
-from daemon.distq.capacity import CapacityModel, local_capacity
+from daemon.distq.capacity import MIN_OBSERVED_ROWS, CapacityModel, local_capacity
 from daemon.distq.keymap import KeyMaps
 from daemon.distq.keyspace import STRATEGIES, expected_rows, key_partitioning, shares
 from daemon.distq.plan import FACT_KEY, FACT_TABLE
@@ -109,6 +109,7 @@ class Job:
     runner: dict[int, str]  # planned runner of each partition (LOCAL = us)
     weights: dict[str, float]  # capacity weight of each participant
     share: dict[int, float]  # expected fraction of rows of each partition
+    rows: float  # rows of the fact table, as estimated when planned
     tables: dict[int, pa.Table] = field(default_factory=dict)
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)
@@ -195,7 +196,7 @@ class Coordinator:
             weights[node.peer_id] / mine if runner[i] == LOCAL else weights[runner[i]]
             for i in range(count)
         ]
-        part, share = await self._partitioning(strategy, per_partition, column, db_cid)
+        part, share, rows = await self._partitioning(strategy, per_partition, column, db_cid)
         return Job(
             query_id=uuid.uuid4().hex[:16],
             map_sql=map_sql,
@@ -207,11 +208,12 @@ class Coordinator:
             runner=runner,
             weights=weights,
             share=share,
+            rows=rows,
         )
 
     async def _partitioning(
         self, strategy: str, weights: list[float], column: str | None, db_cid: str
-    ) -> tuple[Partitioning, dict[int, float]]:
+    ) -> tuple[Partitioning, dict[int, float], float]:
         col = column or FACT_KEY
         if strategy != "range" or col == FACT_KEY:
             keymap = self.keymaps.fresh(db_cid)
@@ -220,7 +222,7 @@ class Coordinator:
             part = key_partitioning(keymap.dist, strategy, weights)
             total = max(keymap.dist.total, 1)
             share = {i: expected_rows(keymap.dist, part, i) / total for i in range(part.count)}
-            return part, share
+            return part, share, keymap.dist.total
         if col not in RANGE_COLUMNS:
             raise DistQueryError(f"range column must be one of {sorted(RANGE_COLUMNS)}")
         fractions = shares(weights)
@@ -232,7 +234,9 @@ class Coordinator:
             self._quantiles[key] = await self.node.read(lambda s: _quantiles(s, col, cuts))
         bounds = self._quantiles[key]
         part = Partitioning(KEYS, len(weights), col, bounds, tuple(range(len(weights))))
-        return part, dict(enumerate(fractions))
+        keymap = self.keymaps.fresh(db_cid)
+        rows = keymap.dist.total if keymap is not None else float(MIN_OBSERVED_ROWS)
+        return part, dict(enumerate(fractions)), rows
 
     # -- running --------------------------------------------------------------------------
 
@@ -427,7 +431,7 @@ class Coordinator:
             peer = job.peer_of(i)
             share[peer] = share.get(peer, 0.0) + job.share.get(i, 0.0)
         elapsed = {peer: t.ms for peer, t in job.timings.items()}
-        self.capacity.observe(job.weights, share, elapsed)
+        self.capacity.observe(job.weights, share, elapsed, job.rows)
 
 
 def _ms_since(started: float) -> float:

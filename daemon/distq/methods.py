@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import trio
 
+from daemon.distq.capacity import local_capacity
 from daemon.distq.coordinator import DistQueryError, Job, coordinator, elapsed_ms, reducer
 from daemon.distq.keyspace import DEFAULT_STRATEGY, STRATEGIES
 from daemon.distq.plan import PARTIALS, NotSplittable, Plan, plan_query
@@ -210,11 +211,13 @@ async def cluster_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Nodes of the cluster: availability, load, CID and replication lag."""
     mine, my_cid = node.store.vector(), node.store.db_cid()
     connected = set(node.connected_peers())
+    capacity = coordinator(node).capacity
+    capacity.told(node.peer_id, local_capacity(node.load()))
     fresh = time.time() - 3 * node.config.announce_interval - 1
     nodes = [
         {"peer_id": node.peer_id, "self": True, "connected": True, "available": True,
          "load": node.load(), "db_cid": my_cid, "same_cid": True, "behind": 0, "ahead": 0,
-         "last_seen_s": 0.0}
+         "last_seen_s": 0.0, "capacity": capacity.describe(node.peer_id)}
     ]  # fmt: skip
     for peer_id in sorted(connected | set(node.peers)):
         state = node.peers.get(peer_id)
@@ -232,6 +235,7 @@ async def cluster_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
                 "behind": vv.missing_count(theirs, mine) if state else None,
                 "ahead": vv.missing_count(mine, theirs) if state else None,
                 "last_seen_s": round(time.time() - seen, 3) if state else None,
+                "capacity": capacity.describe(peer_id),
             }
         )
     return {

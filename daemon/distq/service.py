@@ -3,6 +3,8 @@ back, and the background re-cluster of the fact table."""
 
 from __future__ import annotations
 
+import sys
+
 import structlog
 import trio
 
@@ -28,6 +30,11 @@ async def serve(
 ) -> None:
     """Run fragments peers assign to us; receive partials of our own queries."""
     assert node.network is not None
+    if node.config.distq_switch_interval:
+        # A fragment's DuckDB thread needs the GIL back after every call; with Python's
+        # 5 ms default it waits behind py-libp2p on the event loop (about a fifth of a
+        # tiny distributed query's time on the test machine).
+        sys.setswitchinterval(node.config.distq_switch_interval)
     coord = coordinator(node)
     links = Links(node, lambda: _capacity(node))
     coord.send_down = links.send_down

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -146,51 +147,83 @@ def partition_sql(map_sql: str, part: Partitioning, index: int) -> str:
     """``map_sql`` restricted to slice ``index`` of the fact table."""
     if part.problem() is not None or not 0 <= index < part.count:
         raise NotSplittable(part.problem() or f"partition {index} out of range")
+    return _with_slice(map_sql, slice_sql(part, index))
+
+
+def _with_slice(map_sql: str, slice_query: str) -> str:
     query = sqlglot.parse_one(map_sql, read=_DIALECT)
     facts = [t for t in query.find_all(exp.Table) if t.name.lower() == FACT_TABLE]
     if len(facts) != 1:
         raise NotSplittable(f"a fragment must read {FACT_TABLE} exactly once")
     table = facts[0]
-    sub = sqlglot.parse_one(slice_sql(part, index), read=_DIALECT).subquery(table.alias_or_name)
-    table.replace(sub)
+    table.replace(sqlglot.parse_one(slice_query, read=_DIALECT).subquery(table.alias_or_name))
     return query.sql(_DIALECT)
 
 
 @functools.lru_cache(maxsize=1024)
 def fragment_sql(map_sql: str, part: Partitioning, index: int) -> str:
-    """The partition query as run: :func:`partition_sql` through the optimizer's
-    rewrites (daemon/query/rewrite.py: the slice's ``SELECT *`` narrowed to the
-    columns used, the query's filters pushed into it), kept only when the output
-    columns keep their names and order (the reduce reads them by name)."""
-    sql = partition_sql(map_sql, part, index)
+    """The partition query as run: the map query through the optimizer's rewrites
+    (daemon/query/rewrite.py: the slice's ``SELECT *`` narrowed to the columns used,
+    the query's filters pushed down into it) with the slice's condition in place.
+
+    The rewrites cost tens of milliseconds of sqlglot, so they run once per map query,
+    on a template whose slice condition is a marker, and each slice's condition is put
+    where the marker ended up. Older strategies, and templates whose output columns
+    would change (the reduce reads them by name), run as written."""
+    problem = part.problem()
+    if problem is not None or not 0 <= index < part.count:
+        raise NotSplittable(problem or f"partition {index} out of range")
+    template = _template(map_sql) if part.strategy == KEYS else None
+    if template is None:
+        return partition_sql(map_sql, part, index)
+    return template.replace(_HOLE, f"({slice_condition(part, index)})")
+
+
+_MARK = "ffffffff-ffff-4fff-bfff-ffffffffd0d0"  # a key no slice condition contains
+_MARKED = re.compile(rf"[\w.]*{FACT_KEY} = CAST\('{_MARK}' AS UUID\)")
+_HOLE = "__dp_slice__"
+
+
+@functools.lru_cache(maxsize=256)
+def _template(map_sql: str) -> str | None:
+    marked = _with_slice(
+        map_sql, f"SELECT * FROM {FACT_TABLE} WHERE {FACT_KEY} = CAST('{_MARK}' AS UUID)"
+    )
     try:
-        rewritten = rewrite_sql(sql)
+        rewritten = rewrite_sql(marked)
     except QueryRejected:
-        return sql
-    if not rewritten.rewrites or _output_names(rewritten.sql) != _output_names(sql):
-        return sql
-    return rewritten.sql
+        return None
+    holes = _MARKED.findall(rewritten.sql)
+    names = _output_names(marked)
+    if not rewritten.rewrites or len(holes) != 1 or names is None:
+        return None
+    if _HOLE in rewritten.sql or _output_names(rewritten.sql) != names:
+        return None
+    return rewritten.sql.replace(holes[0], _HOLE)
 
 
 def _output_names(sql: str) -> list[str] | None:
     select = sqlglot.parse_one(sql, read=_DIALECT)
-    if not isinstance(select, exp.Select) or any(
-        isinstance(e, exp.Star) or e.find(exp.Star) for e in select.expressions
-    ):
-        return None
+    if not isinstance(select, exp.Select) or any(e.is_star for e in select.expressions):
+        return None  # a star's columns follow the tables; the reduce reads by position
     return [e.alias_or_name for e in select.expressions]
+
+
+def slice_condition(part: Partitioning, i: int) -> str:
+    """The boolean SQL of slice ``i`` of a ``keys`` partitioning (over the fact table)."""
+    conds = [_range_condition(part.column, lo, hi) for lo, hi in part.ranges(i)]
+    if not conds:
+        return "1 = 0"
+    if conds == [""]:
+        return "1 = 1"
+    return " OR ".join(conds)
 
 
 def slice_sql(part: Partitioning, i: int) -> str:
     """``SELECT * FROM performance_results`` restricted to slice ``i``."""
     n, col = part.count, part.column
     if part.strategy == KEYS:
-        conds = [_range_condition(col, lo, hi) for lo, hi in part.ranges(i)]
-        if not conds:
-            return f"SELECT * FROM {FACT_TABLE} WHERE 1 = 0"
-        if conds == [""]:
-            return f"SELECT * FROM {FACT_TABLE}"
-        return f"SELECT * FROM {FACT_TABLE} WHERE {' OR '.join(conds)}"
+        return f"SELECT * FROM {FACT_TABLE} WHERE {slice_condition(part, i)}"
     if n == 1:
         return f"SELECT * FROM {FACT_TABLE}"
     if part.strategy == "hash":
