@@ -7,12 +7,16 @@ average, busy database slots; the ``Capacity`` message on its query stream) time
 beyond its usual overhead, every participant's speed (its share of the rows over the time
 the coordinator waited for it, less that peer's fixed overhead, learned from small
 queries) is compared with what its weight predicted; a peer that was slower than
-predicted gets a smaller correction, a faster one a larger. Timing is the coordinator's
-own, so a peer cannot talk its way into more work. A
-peer more than a third slower than predicted takes the whole correction at once, so a
-peer that claims cores it does not have gets less work right after its first slow
-answer. A failed or late partition halves the correction. Corrections are relative (their
-geometric mean over a query's participants stays 1) and bounded to 1/64 … 64.
+predicted gets a smaller correction, a faster one a larger (half the deviation per
+query). Timing is the coordinator's own, so a peer cannot talk its way into more work.
+
+A *straggler*, a participant that took more than ``STRAGGLER`` times as long as every
+other one, is cut at once to the share with which it would have finished with them
+(its share scaled by their time over its own): a peer that claims cores it does not
+have gets less work right after its first slow answer. (Speeds alone would not catch
+it: the others' small slices are mostly fixed costs and look slow too.) A failed or
+late partition halves the correction. Corrections are relative (their geometric mean
+over a query's participants stays 1) and bounded to 1/1024 … 1024.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from protocol.messages import Capacity
 MIN_OBSERVED_MS = 20.0  # shorter queries measure overheads, not speed
 MIN_OBSERVED_ROWS = 100_000  # nor do queries over fewer rows
 SMALL_ROWS = 20_000  # queries over fewer rows than this measure each peer's overhead
-SLOW = 2 / 3  # speed below this fraction of the predicted one: corrected at once
+STRAGGLER = 1.5  # this many times slower than every other participant: cut at once
 SMOOTHING = 0.5  # otherwise half of the observed deviation is taken
-BOUND = 64.0
+BOUND = 1024.0
 TOLD_TTL = 60.0  # a capacity report older than this is ignored
 
 
@@ -126,15 +130,34 @@ class CapacityModel:
         if len(peers) < 2 or rows < MIN_OBSERVED_ROWS or max(work.values()) < MIN_OBSERVED_MS:
             return
         work = {p: max(w, elapsed_ms[p] / 4) for p, w in work.items()}
+        if any([self._cut_straggler(p, peers, used, share, work) for p in peers]):
+            return  # the others' times say little next to a straggler's
+        if min(work.values()) < MIN_OBSERVED_MS:
+            return  # someone's slice was mostly fixed costs
         ratio = {p: share[p] / work[p] / max(used[p], 1e-12) for p in peers}
         mean = _geomean(ratio.values())
         for p in peers:
-            quality = ratio[p] / mean
-            rate = 1.0 if quality < SLOW else SMOOTHING
             state = self._peer(p)
-            state.correction *= quality**rate
+            state.correction *= (ratio[p] / mean) ** SMOOTHING
             state.observations += 1
         self._renormalize(peers)
+
+    def _cut_straggler(self, peer: str, peers: list[str], used: Mapping[str, float],
+                       share: Mapping[str, float], work: Mapping[str, float]) -> bool:  # fmt: skip
+        """Cut ``peer`` to the share it would have finished on time with; True if it
+        was a straggler."""
+        others = [q for q in peers if q != peer]
+        slowest_other = max(work[q] for q in others)
+        if work[peer] <= STRAGGLER * slowest_other:
+            return False
+        target = share[peer] * slowest_other / work[peer]
+        rest = sum(used[q] for q in others)
+        wanted = target * rest / (1.0 - target)
+        state = self._peer(peer)
+        factor = wanted / max(used[peer], 1e-12)
+        state.correction = min(max(state.correction * factor, 1 / BOUND), BOUND)
+        state.observations += 1
+        return True
 
     def penalize(self, peer: str) -> None:
         """``peer`` failed or missed its deadline."""

@@ -24,13 +24,15 @@ def model(**told: Capacity) -> CapacityModel:
     return m
 
 
-def run(m: CapacityModel, speed: dict[str, float], rows: float = 1e7) -> dict[str, float]:
-    """Plan by the model's weights, 'run' at the peers' true speeds (rows per ms), learn;
-    the shares it planned."""
+def run(
+    m: CapacityModel, speed: dict[str, float], rows: float = 1e7, fixed_ms: float = 0.0
+) -> dict[str, float]:
+    """Plan by the model's weights, 'run' at the peers' true speeds (rows per ms, plus a
+    fixed cost), learn; the shares it planned."""
     weights = m.weights(speed)
     total = sum(weights.values())
     share = {p: w / total for p, w in weights.items()}
-    elapsed = {p: share[p] * rows / speed[p] for p in speed}
+    elapsed = {p: fixed_ms + share[p] * rows / speed[p] for p in speed}
     m.observe(weights, share, elapsed, rows)
     return share
 
@@ -55,9 +57,17 @@ def test_a_peer_claiming_cores_it_lacks_gets_less_after_its_first_slow_answer() 
     assert first["liar"] > 0.9  # believed at first
     second = run(m, speed)
     assert second["liar"] < 0.5 < first["liar"]
-    for _ in range(4):
+    for _ in range(6):
         last = run(m, speed)
     assert last["liar"] == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_a_liar_is_caught_even_when_small_slices_are_mostly_fixed_costs() -> None:
+    m = model(me=Capacity(2), honest=Capacity(2), liar=Capacity(64))
+    speed = {"me": 100.0, "honest": 100.0, "liar": 100.0}
+    first = run(m, speed, rows=1e5, fixed_ms=200.0)  # 2k-row slices take ~200 ms anyway
+    second = run(m, speed, rows=1e5, fixed_ms=200.0)
+    assert first["liar"] > 0.9 and second["liar"] < 0.6
 
 
 def test_a_slow_peer_gets_less_and_equal_peers_stay_equal() -> None:

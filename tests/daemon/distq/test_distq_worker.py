@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 import trio
 from storekit import tc
@@ -46,6 +47,13 @@ def test_query_at_reads_only_at_its_cid(store: Store) -> None:
     with pytest.raises(CidChanged):
         query_at(store, cid, COUNT, 10, 5.0)
     assert query_at(store, store.db_cid(), COUNT, 10, 5.0).to_pylist() == [{"n": 15}]
+
+
+def test_a_fragment_past_its_time_limit_is_interrupted(store: Store) -> None:
+    slow = "SELECT COUNT(*) FROM range(100000000000) a"
+    with pytest.raises(duckdb.InterruptException):
+        query_at(store, store.db_cid(), slow, 10, 0.2)
+    assert query_at(store, store.db_cid(), COUNT, 10, 5.0).to_pylist() == [{"n": 10}]
 
 
 def test_query_at_sees_a_commit_whose_cid_is_not_published_yet(store: Store) -> None:
