@@ -7,11 +7,11 @@ average, busy database slots; the ``Capacity`` message on its query stream) time
 beyond its usual overhead, every participant's speed (its share of the rows over the time
 the coordinator waited for it, less that peer's fixed overhead, learned from small
 queries) is compared with what its weight predicted; a peer that was slower than
-predicted gets a smaller correction, a faster one a larger (half the deviation per
-query). Timing is the coordinator's own, so a peer cannot talk its way into more work.
+predicted gets a smaller correction, a faster one a larger (30 % of the deviation per
+query, none within 25 %: the test machine's scheduling noise is about that). Timing is the coordinator's own, so a peer cannot talk its way into more work.
 
-A *straggler*, a participant that took more than ``STRAGGLER`` times as long as every
-other one, is cut at once to the share with which it would have finished with them
+A *straggler*, a participant that took more than twice as long as every other one and
+at least 100 ms longer, is cut at once to the share with which it would have finished with them
 (its share scaled by their time over its own): a peer that claims cores it does not
 have gets less work right after its first slow answer. (Speeds alone would not catch
 it: the others' small slices are mostly fixed costs and look slow too.) A failed or
@@ -28,11 +28,13 @@ from dataclasses import dataclass
 
 from protocol.messages import Capacity
 
-MIN_OBSERVED_MS = 20.0  # shorter queries measure overheads, not speed
+MIN_OBSERVED_MS = 50.0  # shorter slices measure overheads and scheduling, not speed
 MIN_OBSERVED_ROWS = 100_000  # nor do queries over fewer rows
 SMALL_ROWS = 20_000  # queries over fewer rows than this measure each peer's overhead
-STRAGGLER = 1.5  # this many times slower than every other participant: cut at once
-SMOOTHING = 0.5  # otherwise half of the observed deviation is taken
+STRAGGLER = 2.0  # this many times slower than every other participant: cut at once
+STRAGGLER_MS = 100.0  # and by at least this much (a scheduling hiccup is not a liar)
+SMOOTHING = 0.3  # otherwise this part of a deviation is taken
+NOISE = 1.25  # deviations within this factor are noise
 BOUND = 1024.0
 TOLD_TTL = 60.0  # a capacity report older than this is ignored
 
@@ -138,7 +140,9 @@ class CapacityModel:
         mean = _geomean(ratio.values())
         for p in peers:
             state = self._peer(p)
-            state.correction *= (ratio[p] / mean) ** SMOOTHING
+            quality = ratio[p] / mean
+            if not 1 / NOISE <= quality <= NOISE:
+                state.correction *= quality**SMOOTHING
             state.observations += 1
         self._renormalize(peers)
 
@@ -148,7 +152,7 @@ class CapacityModel:
         was a straggler."""
         others = [q for q in peers if q != peer]
         slowest_other = max(work[q] for q in others)
-        if work[peer] <= STRAGGLER * slowest_other:
+        if work[peer] <= max(STRAGGLER * slowest_other, slowest_other + STRAGGLER_MS):
             return False
         target = share[peer] * slowest_other / work[peer]
         rest = sum(used[q] for q in others)

@@ -57,9 +57,9 @@ def test_a_peer_claiming_cores_it_lacks_gets_less_after_its_first_slow_answer() 
     assert first["liar"] > 0.9  # believed at first
     second = run(m, speed)
     assert second["liar"] < 0.5 < first["liar"]
-    for _ in range(6):
+    for _ in range(12):
         last = run(m, speed)
-    assert last["liar"] == pytest.approx(1 / 3, abs=0.05)
+    assert last["liar"] == pytest.approx(1 / 3, abs=0.1)
 
 
 def test_a_liar_is_caught_even_when_small_slices_are_mostly_fixed_costs() -> None:
@@ -70,11 +70,22 @@ def test_a_liar_is_caught_even_when_small_slices_are_mostly_fixed_costs() -> Non
     assert first["liar"] > 0.9 and second["liar"] < 0.6
 
 
+def test_noise_does_not_move_equal_peers() -> None:
+    m = model(a=Capacity(2), b=Capacity(2), c=Capacity(2))
+    for jitter in (1.0, 1.15, 0.88, 1.1, 0.9, 1.12, 0.87, 1.0):  # within 25 %
+        weights = m.weights(["a", "b", "c"])
+        total = sum(weights.values())
+        share = {p: w / total for p, w in weights.items()}
+        elapsed = {"a": 300.0 * jitter, "b": 300.0, "c": 300.0 / jitter}
+        m.observe(weights, share, elapsed, 1e7)
+    assert all(m.correction(p) == pytest.approx(1.0) for p in "abc")
+
+
 def test_a_slow_peer_gets_less_and_equal_peers_stay_equal() -> None:
     m = model(a=Capacity(2), b=Capacity(2), c=Capacity(2))
-    for _ in range(8):
+    for _ in range(12):
         share = run(m, {"a": 1000.0, "b": 1000.0, "c": 250.0})
-    assert share["c"] == pytest.approx(1 / 9, rel=0.1)
+    assert share["c"] == pytest.approx(1 / 9, rel=0.3)
     assert share["a"] == pytest.approx(4 / 9, rel=0.1)
     m = model(a=Capacity(2), b=Capacity(2))
     for _ in range(5):
