@@ -10,8 +10,9 @@ fragment costs against the single-node query, and how clustering keeps slices pr
    coordinator plans, run alone one after the other on peer0 (what N idle hosts would
    each spend); slowest fragment / single (goal <= 1.3/N); the speedup N hosts would
    give, single / (slowest fragment + coordination p50) (goal >= 0.75 N); and the wall
-   time measured here, N daemons sharing this machine's cores. Plus what each node's
-   slice read (rows, row groups of the replica) from ``node_timings``.
+   time measured here, N daemons sharing this machine's cores, with the shares the
+   capacity model chose here. Plus what each node's slice read (rows, row groups of the
+   replica) from ``node_timings``.
 3. Clustering (in process, no daemons): a replica applies 50k-row changesets of two
    writers interleaved, one writer's clock two hours behind. Row groups a 1/3 key slice
    reads and its GROUP BY time against the whole table, before and after a re-cluster
@@ -127,7 +128,11 @@ def split(client: Client, n: int, strategy: str, repeats: int, coord_ms: float) 
     for _ in range(2):  # caches and the capacity model settle
         run()
     single = single_ms(client, repeats)
-    plan = client.execute_distributed_query(AGG_SQL, strategy, nodes=n, explain=True)
+    # N idle hosts alike would get equal shares; here the daemons share this machine's
+    # cores and the capacity model may have learned otherwise (reported as shares_here).
+    plan = client.execute_distributed_query(AGG_SQL, strategy, nodes=n, explain=True,
+                                            equal_shares=True)  # fmt: skip
+    here = client.execute_distributed_query(AGG_SQL, strategy, nodes=n, explain=True)
     alone = [median_ms(lambda f=f: client.query(f["sql"], cache=False)["elapsed_ms"], repeats)
              for f in plan["fragments"]]  # fmt: skip
     walls, last = [], None
@@ -147,6 +152,7 @@ def split(client: Client, n: int, strategy: str, repeats: int, coord_ms: float) 
         "single_ms": single,
         "fragments_alone_ms": alone,
         "shares": [f["share"] for f in plan["fragments"]],
+        "shares_here": [f["share"] for f in here["fragments"]],
         "chunks": plan["partitioning"]["chunks"],
         "slowest_over_single": round(slowest / single, 3),
         "goal_ratio": round(1.3 / n, 3),
@@ -289,6 +295,8 @@ def _cluster_parts(client: Client, cluster: LocalCluster, args: argparse.Namespa
           f"{res['replicate_wait_s']} s later", flush=True)  # fmt: skip
     res["rows"] = args.rows
     res["coordination_ms_used"] = coord_ms
+    for _ in range(3):  # the replicas settle (re-cluster check, caches) before timing
+        single_ms(client, 1)
     res["split"] = {}
     for n in (2, 3, 4):
         for strategy in STRATEGIES:

@@ -346,6 +346,7 @@ class Client:
         column: str | None = None,
         max_rows: int | None = None,
         explain: bool = False,
+        equal_shares: bool = False,
     ) -> dict[str, Any]:
         """Run a SELECT as map fragments over peers at our database CID plus a reduce.
 
@@ -355,6 +356,7 @@ class Client:
         ``partition_strategy``: range, round_robin or hash (key ranges of result_id
         sized by each peer's capacity; ``range`` on another ``column`` by quantiles).
         ``explain``: only say how it would be split (each partition's peer, share, SQL).
+        ``equal_shares``: the same share for every node, whatever its capacity.
         """
         return self.call(  # type: ignore[no-any-return]
             "query_distributed",
@@ -364,6 +366,7 @@ class Client:
             column=column,
             max_rows=max_rows,
             **({"explain": True} if explain else {}),
+            **({"equal_shares": True} if equal_shares else {}),
         )
 
     def map_reduce(
@@ -373,6 +376,7 @@ class Client:
         partition_strategy: str = "range",
         nodes: int | None = None,
         column: str | None = None,
+        equal_shares: bool = False,
     ) -> dict[str, Any]:
         """A custom job: ``map_sql`` on every partition of performance_results, then
         ``reduce_sql`` over their union, a table named ``partials``."""
@@ -383,6 +387,7 @@ class Client:
             strategy=partition_strategy,
             nodes=nodes,
             column=column,
+            **({"equal_shares": True} if equal_shares else {}),
         )
 
     def get_cluster_status(self) -> dict[str, Any]:

@@ -24,10 +24,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     def run_query(client: Client, args: argparse.Namespace) -> int:
         if args.distributed:
             return cmd_query_distributed(client, args)
-        if args.partition or args.nodes or args.column or args.explain:
+        if args.partition or args.nodes or args.column or args.explain or args.equal_shares:
             from peerctl.usage import UsageError
 
-            raise UsageError("--partition, --nodes, --column and --explain need --distributed")
+            raise UsageError("--partition, --nodes, --column, --explain and --equal-shares "
+                             "need --distributed")  # fmt: skip
         return plain_query(client, args)  # type: ignore[no-any-return]
 
     query.set_defaults(run=run_query)
@@ -42,6 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_partition_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", choices=STRATEGIES, help="how rows are split (default range)")
+    p.add_argument("--equal-shares", action="store_true",
+                   help="the same share for every node, whatever its capacity")  # fmt: skip
     p.add_argument("--nodes", type=int, help="number of partitions (default: every peer)")
     p.add_argument("--column", help="column of a range partitioning")
 
@@ -49,7 +52,7 @@ def _add_partition_flags(p: argparse.ArgumentParser) -> None:
 def cmd_query_distributed(client: Client, args: argparse.Namespace) -> int:
     result = client.execute_distributed_query(
         args.sql, args.partition or "range", args.nodes, args.column, args.max_rows,
-        explain=args.explain,
+        explain=args.explain, equal_shares=args.equal_shares,
     )  # fmt: skip
     if args.explain:
         return cmd_explain(result, args)
@@ -69,7 +72,7 @@ def cmd_explain(result: dict[str, Any], args: argparse.Namespace) -> int:
 
 def cmd_mapreduce(client: Client, args: argparse.Namespace) -> int:
     result = client.map_reduce(args.map, args.reduce, args.partition or "range", args.nodes,
-                               args.column)  # fmt: skip
+                               args.column, args.equal_shares)  # fmt: skip
     return cmd_result(result, args)
 
 

@@ -1,21 +1,22 @@
 """How much of a distributed query each peer should take: its measured capacity.
 
 A peer's weight is a *prior* from what it says about itself (cores, its host's load
-average, busy database slots; the ``Capacity`` message on its query stream) times a
-*correction* learned from its answers. After each query that read at least
-``MIN_OBSERVED_ROWS`` rows and whose slowest fragment took at least ``MIN_OBSERVED_MS``
-beyond its usual overhead, every participant's speed (its share of the rows over the time
-the coordinator waited for it, less that peer's fixed overhead, learned from small
-queries) is compared with what its weight predicted; a peer that was slower than
-predicted gets a smaller correction, a faster one a larger (30 % of the deviation per
-query, none within 25 %: the test machine's scheduling noise is about that). Timing is the coordinator's own, so a peer cannot talk its way into more work.
+average, busy database slots; the ``Capacity`` message on its query link) times a
+*correction* learned from its answers. After each query over at least
+``MIN_OBSERVED_ROWS`` rows in which every participant's slice took at least
+``MIN_OBSERVED_MS`` beyond that peer's fixed overhead (learned from small queries), each
+participant's speed (its share of the rows over the time the coordinator waited for it)
+is compared with what its weight predicted: a peer slower than predicted gets a smaller
+correction, a faster one a larger (30 % of the deviation per query, none within 25 %:
+the test machine's scheduling noise is about that). Timing is the coordinator's own, so
+a peer cannot talk its way into more work.
 
 A *straggler*, a participant that took more than twice as long as every other one and
-at least 100 ms longer, is cut at once to the share with which it would have finished with them
-(its share scaled by their time over its own): a peer that claims cores it does not
-have gets less work right after its first slow answer. (Speeds alone would not catch
-it: the others' small slices are mostly fixed costs and look slow too.) A failed or
-late partition halves the correction. Corrections are relative (their geometric mean
+at least 100 ms longer, is cut at once to the share with which it would have finished
+with them (its share scaled by their time over its own): a peer that claims cores it
+does not have gets less work right after its first slow answer. (Speeds alone would not
+catch it: the others' small slices are mostly fixed costs and look slow too.) A failed
+or late partition halves the correction. Corrections are relative (their geometric mean
 over a query's participants stays 1) and bounded to 1/1024 … 1024.
 """
 

@@ -172,10 +172,12 @@ class Coordinator:
         nodes: int | None,
         column: str | None,
         also: list[str] | None = None,
+        equal: bool = False,
     ) -> Job:
         """Who runs which slice of ``map_sql`` at our current CID (nothing sent yet).
         ``also``: peers of a previous attempt, asked again though their announce may
-        not show the new CID yet (they wait a moment for it)."""
+        not show the new CID yet (they wait a moment for it). ``equal``: every node
+        the same weight, whatever its capacity."""
         if strategy not in STRATEGIES:
             raise DistQueryError(f"unknown partition strategy {strategy!r}; use {STRATEGIES}")
         if nodes is not None and nodes < 1:
@@ -191,6 +193,8 @@ class Coordinator:
         runner = {i: (remotes[i - 1] if 1 <= i <= len(remotes) else LOCAL) for i in range(count)}
         self.capacity.told(node.peer_id, local_capacity(node.load()))
         weights = self.capacity.weights([node.peer_id, *remotes])
+        if equal:
+            weights = dict.fromkeys(weights, 1.0)
         mine = sum(1 for r in runner.values() if r == LOCAL)
         per_partition = [
             weights[node.peer_id] / mine if runner[i] == LOCAL else weights[runner[i]]
@@ -241,15 +245,16 @@ class Coordinator:
     # -- running --------------------------------------------------------------------------
 
     async def run_map(
-        self, map_sql: str, strategy: str, nodes: int | None, column: str | None
-    ) -> tuple[list[pa.Table], Job]:
+        self, map_sql: str, strategy: str, nodes: int | None, column: str | None,
+        equal: bool = False,
+    ) -> tuple[list[pa.Table], Job]:  # fmt: skip
         """Run ``map_sql`` over every partition of the fact table; the partials, in order.
         Plans again at the new CID when a write lands meanwhile (``distq_retries``)."""
         node = self.node
         retries = node.config.distq_retries
         previous: list[str] = []
         for attempt in range(retries + 1):
-            job = await self.plan(map_sql, strategy, nodes, column, also=previous)
+            job = await self.plan(map_sql, strategy, nodes, column, previous, equal)
             job.attempts = attempt + 1
             try:
                 await self.execute(job)

@@ -25,6 +25,10 @@ from protocol.control import ControlError, param
 MAPREDUCE_TABLE = "partials"
 
 
+def _equal(params: dict[str, Any]) -> bool:
+    return bool(param(params, "equal_shares", bool, required=False))
+
+
 def _options(node: Node, params: dict[str, Any]) -> tuple[str, int | None, str | None, int]:
     strategy = param(params, "strategy", str, required=False) or DEFAULT_STRATEGY
     if strategy not in STRATEGIES:
@@ -81,7 +85,7 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
     if plan.distributed and param(params, "explain", bool, required=False):
-        return await _explain(node, plan, strategy, nodes, column)
+        return await _explain(node, plan, strategy, nodes, column, _equal(params))
     if not plan.distributed:
         node.metrics.inc("distq_single_node")
         local = await query(node, {"sql": sql, "max_rows": max_rows})
@@ -90,7 +94,9 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
         meta = _meta(node, strategy, None, [timing], started)
         return {**local, **meta, "distributed": False, "reason": plan.reason}
     reduce = reducer(plan.reduce_sql, PARTIALS, max_rows, node.config.query_timeout)
-    columns, rows, job = await _map_reduce(node, plan.map_sql, reduce, strategy, nodes, column)
+    columns, rows, job = await _map_reduce(
+        node, plan.map_sql, reduce, strategy, nodes, column, _equal(params)
+    )
     names = await _column_names(node, sql)
     return {
         "columns": names if len(names) == len(columns) else columns,
@@ -102,10 +108,10 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
 
 
 async def _explain(
-    node: Node, plan: Plan, strategy: str, nodes: int | None, column: str | None
+    node: Node, plan: Plan, strategy: str, nodes: int | None, column: str | None, equal: bool
 ) -> dict[str, Any]:
     try:
-        job = await coordinator(node).plan(plan.map_sql, strategy, nodes, column)
+        job = await coordinator(node).plan(plan.map_sql, strategy, nodes, column, equal=equal)
         sqls = await trio.to_thread.run_sync(
             lambda: [fragment_sql(plan.map_sql, job.part, i) for i in range(job.part.count)]
         )
@@ -146,7 +152,9 @@ async def mapreduce(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
     reduce = reducer(reduce_sql, MAPREDUCE_TABLE, max_rows, node.config.query_timeout)
-    columns, rows, job = await _map_reduce(node, map_sql, reduce, strategy, nodes, column)
+    columns, rows, job = await _map_reduce(
+        node, map_sql, reduce, strategy, nodes, column, _equal(params)
+    )
     meta = _meta(node, strategy, job, [t.to_dict() for t in job.timings.values()], started)
     return {"columns": columns, "rows": rows, **meta}
 
@@ -161,9 +169,10 @@ async def _map_reduce(
     strategy: str,
     nodes: int | None,
     column: str | None,
+    equal: bool,
 ) -> tuple[list[str], list[list[Any]], Job]:
     try:
-        tables, job = await coordinator(node).run_map(map_sql, strategy, nodes, column)
+        tables, job = await coordinator(node).run_map(map_sql, strategy, nodes, column, equal)
         reduced = time.perf_counter()
         if sum(t.nbytes for t in tables) <= INLINE_REDUCE_BYTES:
             columns, rows = reduce(tables)
