@@ -103,6 +103,11 @@ class Config:
     distq_deadline: float = 30.0  # seconds a peer has to return its partitions
     distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
+    distq_retries: int = 2  # plans again at the new CID when a write lands mid-query
+    distq_advertised_cores: int = 0  # test only: cores a peer claims (0 = the real count)
+    distq_switch_interval: float = 0.001  # Python's GIL switch interval (0 = its default)
+    recluster: bool = True  # keep performance_results clustered by key in the background
+    recluster_idle: float = 5.0  # seconds without writes before a re-cluster step
     web_listen: str | None = None  # [web] listen = "127.0.0.1:8080": the dashboard; None = off
     web_allow_remote: bool = False  # [web] allow_remote: a non-loopback address (no auth!)
 

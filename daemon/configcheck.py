@@ -102,6 +102,10 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "distq_deadline": (0, 3600, False),
     "distq_max_partial_bytes": (1024, 256 * MIB, True),
     "distq_fragment_delay": (0, 3600, True),
+    "distq_retries": (0, 10, True),
+    "distq_advertised_cores": (0, 65536, True),
+    "distq_switch_interval": (0, 0.1, True),
+    "recluster_idle": (0, 86400, False),
 }
 SIZE_KEYS = frozenset(
     {"memory_limit", "memory_margin", "query_memory_limit", "max_temp_bytes",
