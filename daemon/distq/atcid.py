@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import duckdb
 import pyarrow as pa
 
-from daemon.store.database import Store, StoreError
+from daemon.store.database import Store, StoreError, read_arrow
 
 BATCH_ROWS = 8192  # rows per Arrow batch read (the row cap is checked per batch)
 
@@ -48,23 +48,12 @@ def query_at(store: Store, db_cid: str, sql: str, max_rows: int, timeout: float)
                     raise CidChanged("database CID differs from the coordinator's")
                 if {origin: (seq, cid) for origin, seq, cid in rows} != heads:
                     raise CidChanged("database changed as the fragment started")
-                return _read(cur, sql, max_rows)
+                return read_arrow(cur, sql, max_rows, BATCH_ROWS)
             finally:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute("ROLLBACK").fetchall()
     finally:
         cur.close()
-
-
-def _read(cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int) -> pa.Table:
-    batches, rows = [], 0
-    reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, BATCH_ROWS))
-    for batch in reader:
-        rows += batch.num_rows
-        if rows > max_rows:
-            raise StoreError(f"result has more than {max_rows} rows (limit)")
-        batches.append(batch)
-    return pa.Table.from_batches(batches, reader.schema)
 
 
 class Watchdog:

@@ -499,15 +499,8 @@ class Store:
 
     def query_arrow(self, sql: str, max_rows: int, timeout: float) -> pa.Table:
         """Like :meth:`query`, the result as an Arrow table (distributed-query partials)."""
-        batches, rows = [], 0
         with interrupt_after(self._con.cursor(), timeout) as cur:
-            reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, 1 << 17))
-            for batch in reader:
-                rows += batch.num_rows
-                if rows > max_rows:
-                    raise StoreError(f"result has more than {max_rows} rows (limit)")
-                batches.append(batch)
-        return pa.Table.from_batches(batches, reader.schema)
+            return read_arrow(cur, sql, max_rows, 1 << 17)
 
     def column_names(self, sql: str) -> list[str]:
         """The output column names of an already-validated query, without running it."""
@@ -529,3 +522,18 @@ def interrupt_after(
             yield cur
     finally:
         cur.close()
+
+
+def read_arrow(
+    cur: duckdb.DuckDBPyConnection, sql: str, max_rows: int, batch_rows: int
+) -> pa.Table:
+    """Run ``sql`` on ``cur`` into an Arrow table, in batches of ``batch_rows``;
+    StoreError as soon as it passes ``max_rows``."""
+    batches, rows = [], 0
+    reader = cur.sql(sql).to_arrow_reader(min(max_rows + 1, batch_rows))
+    for batch in reader:
+        rows += batch.num_rows
+        if rows > max_rows:
+            raise StoreError(f"result has more than {max_rows} rows (limit)")
+        batches.append(batch)
+    return pa.Table.from_batches(batches, reader.schema)
