@@ -7,14 +7,16 @@ and those below it, never from a higher one):
 
     0 protocol
     1 daemon.store
-    2 daemon.metrics, daemon.config, daemon.ratelimit, daemon.logs, daemon.sdnotify,
+    2 daemon.metrics, daemon.config, daemon.configcheck, daemon.ratelimit, daemon.logs,
+      daemon.sdnotify,
       daemon.net.network, daemon.net.framed, daemon.net.adapter   (the foundation the
       node stands on; the adapter is the network interface the node holds)
     3 daemon.node
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
-      daemon.monitor, daemon.sim   (features; the simulator runs daemon.net's services)
-    6 daemon.control
+      daemon.monitor, daemon.watch, daemon.sim   (features; the simulator runs
+      daemon.net's services)
+    6 daemon.control, daemon.web   (they serve the capabilities' methods to callers)
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
     9 daemon.cli, daemon.demo, daemon.localcluster, daemon.__main__   (they start
@@ -37,6 +39,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.net.adapter", 2),
     ("daemon.metrics", 2),
     ("daemon.config", 2),
+    ("daemon.configcheck", 2),  # config.py merges the sources, configcheck.py checks them
     ("daemon.ratelimit", 2),
     ("daemon.logs", 2),
     ("daemon.sdnotify", 2),
@@ -48,8 +51,10 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.kg", 5),
     ("daemon.snapshot", 5),
     ("daemon.monitor", 5),
+    ("daemon.watch", 5),
     ("daemon.sim", 5),
     ("daemon.control", 6),
+    ("daemon.web", 6),
     ("daemon.app", 7),
     ("peerctl", 8),
     ("daemon.cli", 9),

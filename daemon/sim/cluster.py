@@ -12,6 +12,7 @@ address, with their store), partitioned and written to.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ class SimCluster:
         self._nursery: trio.Nursery | None = None
 
     def _make_peer(self, index: int) -> SimPeer:
-        key_pair = create_new_key_pair()
+        seed = hashlib.sha256(f"duckpeer sim {self.settings.seed} {index}".encode()).digest()
+        key_pair = create_new_key_pair(seed)  # the same peer ids (and links) every run
         peer_id = str(ID.from_pubkey(key_pair.public_key))
         store = MemStore(lambda: int(trio.current_time() * 1000) + 1_700_000_000_000)
         peer = SimPeer(index, key_pair, peer_id, store, _address(index, 0))

@@ -13,6 +13,7 @@ import trio
 from daemon.logs import configure_logging
 from daemon.net import gossip, sync
 from daemon.net.adapter import PeerStream
+from daemon.net.gossipcheck import JUNK_LIMIT
 from daemon.net.network import ConnectionRateGate
 from daemon.ratelimit import RateLimiter
 from daemon.sim import scenarios
@@ -45,11 +46,13 @@ def test_junk_is_not_relayed_and_its_sender_is_banned() -> None:
             cluster.fabric.on_first_delivery = lambda peer, msg_id, n: (
                 hops.append(n) if msg_id in junk else None
             )
+            published: list[tuple[str, int]] = []  # bad's own announces may interleave
             cluster.fabric.on_publish = lambda peer, msg_id: (
-                junk.add(msg_id) if peer == bad.peer_id else None
+                published.append(msg_id) if peer == bad.peer_id else None
             )
             for i in range(100):
                 await bad.node.network.publish(b"\x93junk" + bytes([i]))
+                junk.add(published[-1])  # ours: published last, before publish returned
                 await trio.sleep(0.01)
             cluster.fabric.on_publish = None
             await trio.sleep(2.0)
@@ -78,8 +81,8 @@ def test_junk_is_not_relayed_and_its_sender_is_banned() -> None:
     for peer_id, (malformed, banned) in counts.items():
         if peer_id in neighbours:
             assert malformed >= 1 and banned == 1
-        # a peer it dials later counts junk too, until it bans it as well
-        assert malformed == 0 or banned == 1
+        # a peer it links to later counts junk too, but never more than it takes to ban
+        assert malformed <= JUNK_LIMIT + 1
     assert out["still_linked"] == set()
     assert out["everywhere"]
 
