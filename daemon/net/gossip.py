@@ -285,9 +285,17 @@ def _note(node: Node, announce: Announce) -> bool:
 def _predict(node: Node, announce: Announce, vector: dict[str, int]) -> None:
     """Members that were where the sender was apply its pushed blocks too: we take
     them to be at its new CID (until they say otherwise), provided the blocks are all
-    the sender changed since ``base``."""
+    the sender changed since ``base``. Not suspect members, and for our own announce
+    only those we hold a link to (one that just went away would look up to date)."""
     sender = announce.peer_id
-    at_base = [s for p, s in node.peers.items() if s.db_cid == announce.base and p != sender]
+    at_base = [
+        s
+        for p, s in node.peers.items()
+        if s.db_cid == announce.base and p != sender and not s.suspect
+    ]
+    if sender == node.peer_id:  # our own: only peers we hold a link to surely got it
+        connected = set(node.connected_peers())
+        at_base = [s for s in at_base if s.peer_id in connected]
     if not at_base or {**at_base[0].vector, sender: vector.get(sender, 0)} != vector:
         return
     for state in at_base:
