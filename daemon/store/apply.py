@@ -24,6 +24,7 @@ from daemon.store.merge import apply_merge
 from daemon.store.rowchanges import row_changes
 from daemon.store.rowsql import ARROW_TYPES
 from protocol.changeset import Changeset, Decoded, Op, TableChanges
+from protocol.columnar import arrow_type as columnar_type
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
@@ -66,8 +67,8 @@ def apply_batch(
     """Apply rows, log entries and chain heads of ``items`` (caller owns the transaction).
 
     With ``ctx.optimistic``, tables whose staged upserts all claim to be new rows (no
-    base) are inserted without ON CONFLICT and without conflict tracking; if a key
-    exists after all, as a row (DuckDB raises ConstraintException) or as a tombstone
+    base) are inserted with a plain INSERT and without conflict tracking, after one
+    join checks that no staged key exists; if one does, as a row or as a tombstone
     (:class:`NotNew`), the caller must roll back and retry non-optimistically.
     """
     per_table: dict[str, list[pa.Table]] = defaultdict(list)
@@ -83,7 +84,7 @@ def apply_batch(
                     with_bases.add(table.table)
     for name, parts in per_table.items():
         # keys are unique within one changeset (decode checks), so only several can repeat
-        staged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        staged = unify(cur, name, parts)
         plain = ctx.optimistic and name not in with_bases and name not in with_deletes
         strategy = ctx.strategies.get(name, Strategy.LATEST)
         repeats = len(parts) > 1 and _repeats(staged)
@@ -116,30 +117,72 @@ def stage_table(cs: Changeset, table: TableChanges) -> pa.Table:
     """One changeset's changes to one table as Arrow, typed per the schema.
 
     Columns the writer did not send are NULL (an upsert carries the whole row).
-    Values of the wrong type are a RemoteProtocolError.
+    Values of the wrong type are a RemoteProtocolError. A columnar entry's Arrow
+    columns are used as they are (its UUIDs as 16-byte ``arrow.uuid`` values).
     """
     n = len(table)
-    given = dict(zip(table.columns, table.data, strict=True))
+    arrow = table.arrow
+    if arrow is not None:
+        given = dict(zip(table.columns, arrow.columns, strict=True))
+    else:
+        given = dict(zip(table.columns, table.data, strict=True))
     arrays = []
     for name, kind in TABLES[table.table].columns:
         values = given.get(name)
         if values is None:
-            arrays.append(pa.nulls(n, ARROW_TYPES[kind]))
-            continue
-        if kind in _INTEGRAL and set(map(type, values)) - {int, type(None)}:
-            raise RemoteProtocolError(f"{table.table}.{name}: expected integers")  # not 1.5 -> 1
-        try:
-            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise RemoteProtocolError(f"{table.table}.{name}: bad values: {exc}") from exc
+            arrays.append(pa.nulls(n, _staged_type(kind, arrow is not None)))
+        elif arrow is not None:
+            arrays.append(values)
+        else:
+            arrays.append(_typed_array(table.table, name, kind, values))
     hlc, origin = cs.version
     arrays += [
-        pa.array([hlc] * n, pa.int64()),
-        pa.array([origin] * n, pa.string()),
+        pa.repeat(pa.scalar(hlc, pa.int64()), n),
+        pa.repeat(pa.scalar(origin, pa.string()), n),
         pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(table.ops))]),
     ]
     names = [*TABLES[table.table].column_names, "_hlc", "_origin", "_op"]
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _staged_type(kind: ColType, columnar: bool) -> pa.DataType:
+    return columnar_type(kind) if columnar else ARROW_TYPES[kind]
+
+
+def _typed_array(table: str, name: str, kind: ColType, values: Sequence[object]) -> pa.Array:
+    if kind in _INTEGRAL and set(map(type, values)) - {int, type(None)}:
+        raise RemoteProtocolError(f"{table}.{name}: expected integers")  # not 1.5 -> 1
+    try:
+        return pa.array(values, type=ARROW_TYPES[kind])
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise RemoteProtocolError(f"{table}.{name}: bad values: {exc}") from exc
+
+
+def unify(cur: duckdb.DuckDBPyConnection, name: str, parts: list[pa.Table]) -> pa.Table:
+    """One staged table from parts whose UUID columns may be text (msgpack entries) or
+    16-byte values (columnar ones): text UUIDs are parsed by DuckDB, as on insert."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.schema for p in parts}) == 1:
+        return pa.concat_tables(parts)
+    target = pa.schema(
+        [(n, _staged_type(k, True)) for n, k in TABLES[name].columns] + list(_VERSION_FIELDS)
+    )
+    uuids = [n for n, k in TABLES[name].columns if k is ColType.UUID]
+    casts = ", ".join(f"CAST({n} AS UUID) AS {n}" for n in uuids)
+    fixed = []
+    for part in parts:
+        if part.schema != target:
+            cur.register("unify_part", part)
+            try:
+                part = cur.sql(f"SELECT * REPLACE ({casts}) FROM unify_part").to_arrow_table()
+            finally:
+                _unregister(cur, "unify_part")
+        fixed.append(part.cast(target))
+    return pa.concat_tables(fixed)
+
+
+_VERSION_FIELDS = (("_hlc", pa.int64()), ("_origin", pa.string()), ("_op", pa.uint8()))
 
 
 def _apply_table(
@@ -158,12 +201,13 @@ def _apply_table(
         cur.unregister("raw")
     cur.register("stage", staged)
     try:
-        if (
-            plain
-            and name in tombstone_tables
-            and cur.execute(rowsql.tombstoned_sql(name)).fetchall()
+        if plain and (
+            (name in tombstone_tables and cur.execute(rowsql.tombstoned_sql(name)).fetchall())
+            or cur.execute(rowsql.existing_sql(name)).fetchall()
         ):
             raise NotNew(name)
+        if not plain:
+            cur.execute(rowsql.replace_older_sql(name))
         cur.execute(rowsql.upsert_sql(name, name in tombstone_tables, optimistic=plain))
         if name in tombstone_tables:
             cur.execute(rowsql.clear_tombstones_sql(name))

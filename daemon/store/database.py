@@ -35,7 +35,8 @@ from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the replicated tables' columns (snapshots carry it)
+STORE_VERSION = 3  # the last migration in migrations/ (this file's own layout)
 Admit = Callable[[Changeset, bytes], "str | None"]
 OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
@@ -90,7 +91,12 @@ class Store:
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET lock_configuration = true")
         self._writer = self._con.cursor()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._con.close()
+            self.blocklog.close()
+            raise
         self.heads: dict[str, tuple[int, str]] = {}
         self.head_hlc: dict[str, int] = {}  # hlc of each origin's head changeset
         self.strategies: dict[str, Strategy] = {}  # conflict strategy per table; default latest
@@ -119,21 +125,43 @@ class Store:
             self.blocklog.close()
 
     def _migrate(self) -> None:
+        """Run the numbered migrations this data dir has not had, in one transaction.
+
+        ``store.meta`` records the last one; data dirs from before it existed (no
+        meta, but tables) had 001 and 002, and 002 is idempotent, so they rerun it.
+        """
         cur = self._writer
-        # fetchall, never fetchone, on the writer: DuckDB 2.0 refuses register() on a
-        # connection with an unfinished result (every write failed after a restart)
-        exists = cur.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'store' "
-            "AND table_name = 'heads'"
-        ).fetchall()[0]
+        version = self._store_version()
+        if version > STORE_VERSION:
+            raise StoreError(f"{self.path} was written by a newer duckpeer (store version "
+                             f"{version}, this one reads up to {STORE_VERSION})")  # fmt: skip
         folder = resources.files("daemon.store.migrations")
         names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-        if exists and exists[0]:
-            names.remove("001_schema.sql")  # later migrations are idempotent
+        todo = [n for n in names if int(n[:3]) > version]
+        if not todo:
+            return
         cur.execute("BEGIN")
-        for name in names:
+        for name in todo:
             cur.execute(folder.joinpath(name).read_text())
+        cur.execute("CREATE TABLE IF NOT EXISTS store.meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        cur.execute("DELETE FROM store.meta WHERE key = 'store_version'")
+        cur.execute("INSERT INTO store.meta VALUES ('store_version', ?)", [str(STORE_VERSION)])
         cur.execute("COMMIT")
+
+    def _store_version(self) -> int:
+        # fetchall, never fetchone, on the writer: DuckDB 2.0 refuses register() on a
+        # connection with an unfinished result (every write failed after a restart)
+        tables = {name for (name,) in self._writer.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'store'"
+        ).fetchall()}  # fmt: skip
+        if "heads" not in tables:
+            return 0
+        if "meta" not in tables:
+            return 1
+        rows = self._writer.execute(
+            "SELECT value FROM store.meta WHERE key = 'store_version'"
+        ).fetchall()
+        return int(rows[0][0]) if rows else 1
 
     def _load_state(self) -> None:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
