@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from peerctl.output import Progress, print_fields, print_json, print_table
 from peerctl.usage import Parser, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
+INGEST_CHUNK = 122_880  # one DuckDB row group per changeset: written once, never rewritten
 
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
@@ -57,7 +57,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
     p.set_defaults(run=cmd_ingest)
     p.add_argument("file")
-    p.add_argument("--chunk-size", type=int, default=50_000)
+    p.add_argument("--chunk-size", type=int, default=INGEST_CHUNK, help="rows per changeset")
     p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
     p.set_defaults(run=cmd_import_db)
     p.add_argument("file")
@@ -174,48 +174,26 @@ def cmd_record(client: Client, args: argparse.Namespace) -> int:
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from peerctl.records import RecordFileError, count_rows, read_chunks
+    from peerctl.ingest import ingest_file
+    from peerctl.records import RecordFileError
 
     if args.chunk_size < 1:
         raise UsageError("--chunk-size must be positive")
-    started = time.perf_counter()
-    stored, bad, changesets = 0, [], 0
-    in_flight = 0  # one chunk stored by the daemon while the next one is read
     try:
-        path = Path(args.file)
-        progress = Progress(count_rows(path), f"ingest {path.name}")
-        for chunk in read_chunks(path, args.chunk_size):
-            bad.extend(chunk.bad)
-            if chunk.rows:
-                client.send("ingest", records=chunk.columns)
-                in_flight += 1
-                changesets += 1
-            if in_flight > 1:
-                stored += client.receive()["rows"]
-                in_flight -= 1
-            progress.advance(chunk.rows + len(chunk.bad))
-        for _ in range(in_flight):
-            stored += client.receive()["rows"]
-        progress.finish()
+        summary = ingest_file(client, Path(args.file), args.chunk_size)
     except RecordFileError as exc:
         raise UsageError(str(exc)) from exc
-    summary = {
-        "rows": stored,
-        "bad_rows": len(bad),
-        "changesets": changesets,
-        "seconds": round(time.perf_counter() - started, 3),
-        "errors": bad[:20],
-    }
+    bad = summary["errors"]
     if args.json:
         print_json(summary)
     else:
-        for line in bad[:20]:
+        for line in bad:
             print(f"peerctl: skipped {line}", file=sys.stderr)
         print(
-            f"ingested {stored} rows in {changesets} changesets "
-            f"({summary['seconds']} s); skipped {len(bad)} bad rows"
+            f"ingested {summary['rows']} rows in {summary['changesets']} changesets "
+            f"({summary['seconds']} s); skipped {summary['bad_rows']} bad rows"
         )
-    return EXIT_PARTIAL if bad else EXIT_OK
+    return EXIT_PARTIAL if summary["bad_rows"] else EXIT_OK
 
 
 def cmd_import_db(client: Client, args: argparse.Namespace) -> int:

@@ -36,6 +36,17 @@ class RequestFailed(ClientError):
         self.exit_code = 2 if code in {"bad_request", "unknown_method"} else 1
 
 
+def arrow_stream(table: Any) -> bytes:
+    """A pyarrow Table or RecordBatch as Arrow IPC stream bytes (pyarrow loads here)."""
+    import pyarrow as pa
+
+    from protocol.columnar import stream_bytes
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return stream_bytes(table)
+
+
 def default_socket_path() -> str:
     """``$DUCKPEER_SOCKET``, else the systemd path if present, else the user data dir.
 
@@ -181,6 +192,12 @@ class Client:
     def ingest_columns(self, columns: dict[str, list[Any]]) -> dict[str, Any]:
         """Store a chunk of results given as ``{field: [values]}`` (one changeset)."""
         return self.call("ingest", records=columns)  # type: ignore[no-any-return]
+
+    def ingest_arrow(self, table: Any) -> dict[str, Any]:
+        """Store a chunk of results given as a ``pyarrow.Table`` (or RecordBatch) whose
+        columns are the fields of :meth:`store_performance_result` (one changeset; up to
+        500,000 rows). It travels as an Arrow IPC stream and is checked column-wise."""
+        return self.call("ingest", arrow=arrow_stream(table))  # type: ignore[no-any-return]
 
     def query(self, sql: str, max_rows: int | None = None, cache: bool = True) -> dict[str, Any]:
         """Run a read-only SELECT; returns ``{"columns": [...], "rows": [[...]]}`` plus

@@ -93,7 +93,7 @@ def _read_checked(reader: ipc.RecordBatchStreamReader, want: pa.Schema, table: s
             raise RemoteProtocolError(
                 f"{table}.{field.name}: columnar type {field.type} is not {expected.type}"
             )
-    batches = []
+    batches: list[pa.RecordBatch] = []
     try:
         for batch in reader:
             if len(batches) >= MAX_BATCHES:
@@ -105,9 +105,38 @@ def _read_checked(reader: ipc.RecordBatchStreamReader, want: pa.Schema, table: s
     return pa.Table.from_batches(batches, want)
 
 
+def read_stream(raw: bytes, what: str, max_columns: int = 64) -> pa.Table:
+    """An uncompressed Arrow IPC stream from a caller (an ingest chunk), fully validated
+    but not checked against any schema; raises RemoteProtocolError."""
+    try:
+        reader = ipc.open_stream(pa.BufferReader(raw))
+        if len(reader.schema) > max_columns:
+            raise RemoteProtocolError(f"{what}: more than {max_columns} columns")
+        if any(pa.types.is_dictionary(f.type) or pa.types.is_nested(f.type)
+               for f in reader.schema):  # fmt: skip
+            raise RemoteProtocolError(f"{what}: dictionary or nested columns")
+        batches: list[pa.RecordBatch] = []
+        for batch in reader:
+            if len(batches) >= MAX_BATCHES:
+                raise RemoteProtocolError(f"{what}: more than {MAX_BATCHES} record batches")
+            batch.validate(full=True)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, reader.schema)
+    except _ERRORS as exc:
+        raise RemoteProtocolError(f"{what}: not a valid Arrow IPC stream: {exc}") from exc
+
+
+def stream_bytes(data: pa.Table) -> bytes:
+    """``data`` as an uncompressed Arrow IPC stream (what :func:`read_stream` reads)."""
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
 def _plain_uuid(got: pa.DataType, expected: pa.DataType) -> bool:
     """A UUID column may arrive as bare fixed_size_binary(16), without the annotation."""
-    return expected == pa.uuid() and got == pa.binary(16)
+    return bool(expected == pa.uuid() and got == pa.binary(16))
 
 
 def _typed(batch: pa.RecordBatch, want: pa.Schema) -> list[pa.Array]:

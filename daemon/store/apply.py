@@ -30,6 +30,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
 _INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 LOG_SCHEMA = pa.schema(
     [
         ("origin", pa.string()),
@@ -206,9 +207,11 @@ def _apply_table(
             or cur.execute(rowsql.existing_sql(name)).fetchall()
         ):
             raise NotNew(name)
-        if not plain:
+        if plain:
+            _insert_by_row_group(cur, name, staged, name in tombstone_tables)
+        else:
             cur.execute(rowsql.replace_older_sql(name))
-        cur.execute(rowsql.upsert_sql(name, name in tombstone_tables, optimistic=plain))
+            cur.execute(rowsql.upsert_sql(name, name in tombstone_tables))
         if name in tombstone_tables:
             cur.execute(rowsql.clear_tombstones_sql(name))
         if has_deletes:
@@ -217,6 +220,30 @@ def _apply_table(
             tombstone_tables.add(name)
     finally:
         _unregister(cur, "stage")
+
+
+def _insert_by_row_group(
+    cur: duckdb.DuckDBPyConnection, name: str, staged: pa.Table, check_tombstones: bool
+) -> None:
+    """The plain INSERT, one statement per DuckDB row group of rows.
+
+    One statement of more rows is written by several threads in partial row groups,
+    which the next checkpoint rewrites and merges: the file then holds every such row
+    twice (half of it free blocks) until later writes reuse them. Statements of at most
+    one row group leave the file at the size of the data (measured: 30 MB instead of
+    54 MB for 1M results)."""
+    sql = rowsql.upsert_sql(name, check_tombstones, optimistic=True)
+    if staged.num_rows <= ROW_GROUP_ROWS:
+        cur.execute(sql)
+        return
+    cur.unregister("stage")
+    try:
+        for start in range(0, staged.num_rows, ROW_GROUP_ROWS):
+            cur.register("stage", staged.slice(start, ROW_GROUP_ROWS))
+            cur.execute(sql)
+            cur.unregister("stage")
+    finally:
+        cur.register("stage", staged)
 
 
 def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchContext) -> None:

@@ -143,7 +143,9 @@ class Store:
         cur.execute("BEGIN")
         for name in todo:
             cur.execute(folder.joinpath(name).read_text())
-        cur.execute("CREATE TABLE IF NOT EXISTS store.meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS store.meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
         cur.execute("DELETE FROM store.meta WHERE key = 'store_version'")
         cur.execute("INSERT INTO store.meta VALUES ('store_version', ?)", [str(STORE_VERSION)])
         cur.execute("COMMIT")

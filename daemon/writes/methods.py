@@ -10,6 +10,7 @@ import structlog
 from daemon.node import Node
 from daemon.store.blocklog import BlockLogError
 from daemon.store.database import StoreError
+from daemon.writes import bulk
 from daemon.writes.changes import (
     WriteError,
     delete_change,
@@ -31,7 +32,17 @@ async def record(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def ingest(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    """Store a chunk of results given column-wise; one changeset per chunk."""
+    """Store a chunk of results, one changeset per chunk: ``arrow`` (an Arrow IPC stream,
+    what peerctl sends: checked and built column-wise) or ``records`` (msgpack columns)."""
+    if params.get("arrow") is not None:
+        raw = param(params, "arrow", bytes)
+        try:
+            prepared = await node.read(lambda store: bulk.prepare(store, raw))
+        except WriteError as exc:
+            node.metrics.inc("writes_rejected")
+            raise ControlError("bad_request", str(exc)) from exc
+        item = await commit(node, lambda store: bulk.changes(store, prepared))
+        return {"rows": prepared.rows, "cid": item.cid, "seq": item.changeset.seq}
     records = param(params, "records", dict)
     out = await _write_results(node, records)
     return {"rows": len(out["result_ids"]), "cid": out["cid"], "seq": out["seq"]}

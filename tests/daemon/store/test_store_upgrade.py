@@ -36,12 +36,16 @@ def test_old_data_dir_opens_with_its_state(old_dir: Path) -> None:
         assert store.row_counts() == want["rows"]
         _, rows = store.query(
             "SELECT model_id, count(*), round(sum(throughput_items_per_second), 3) "
-            "FROM performance_results GROUP BY 1 ORDER BY 1", 100, 30.0
+            "FROM performance_results GROUP BY 1 ORDER BY 1",
+            100,
+            30.0,
         )
         assert [list(r) for r in rows] == want["results_by_model"]
         _, deleted = store.query(
             f"SELECT count(*) FROM performance_results "
-            f"WHERE result_id = '{want['deleted_result_id']}'", 1, 30.0
+            f"WHERE result_id = '{want['deleted_result_id']}'",
+            1,
+            30.0,
         )
         assert deleted == [(0,)]
         _, version = store.query("SELECT value FROM store.meta", 1, 30.0)
