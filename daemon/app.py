@@ -25,6 +25,7 @@ from daemon.net.network import open_network
 from daemon.node import Node
 from daemon.query import prefetch, share
 from daemon.sdnotify import Notifier
+from daemon.snapshot import prune as log_prune
 from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
 from daemon.store.signing import signer
@@ -84,6 +85,7 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     share.serve,
     prefetch.serve,
     snapshot_service.serve,
+    log_prune.serve,
     peerstatus.serve,
     monitor_service.serve,
     distq_service.serve,

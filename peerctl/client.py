@@ -295,6 +295,10 @@ class Client:
         """Verify and load a snapshot CAR (absolute path) into the daemon's empty store."""
         return self.call("snapshot_import", path=path)  # type: ignore[no-any-return]
 
+    def snapshot_prune(self) -> dict[str, Any]:
+        """Drop the changeset blocks every known peer holds; compact the log now."""
+        return self.call("snapshot_prune")  # type: ignore[no-any-return]
+
     def snapshot_bootstrap(self, peers: list[str] | None = None) -> dict[str, Any]:
         """Fetch the latest snapshot from connected peers (or ``peers``) and load it."""
         return self.call("snapshot_bootstrap", peers=peers)  # type: ignore[no-any-return]

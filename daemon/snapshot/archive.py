@@ -26,7 +26,10 @@ All functions here are blocking and run in worker threads.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import io
+import itertools
 import json
 import mmap
 import os
@@ -267,7 +270,8 @@ def _regroup(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
 class SnapshotReader:
     """An opened, fully verified snapshot CAR (memory-mapped). A context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, verify: bool = True) -> None:
+        self._verify = verify
         try:
             self._fh = path.open("rb")
         except OSError as exc:
@@ -286,7 +290,8 @@ class SnapshotReader:
 
     def _open(self) -> None:
         try:
-            self.index = car.index(self._view, verify=True)  # every block, before anything
+            # every block, before anything (a CAR we fetched was verified block by block)
+            self.index = car.index(self._view, verify=self._verify)
             if len(self.index.roots) != 1:
                 raise SnapshotError("a snapshot CAR has exactly one root")
             self.root = self.index.roots[0]
@@ -307,6 +312,21 @@ class SnapshotReader:
         if name not in self.files:
             raise RemoteProtocolError(f"snapshot has no {name}")
         return b"".join(unixfs.iter_file(self.get, self.files[name]))
+
+    def open_file(self, name: str) -> _FileView:
+        """A file of the snapshot directory as a seekable binary file, read from the
+        mapped CAR block by block (a 100 MB Parquet file is never in memory whole)."""
+        if name not in self.files:
+            raise RemoteProtocolError(f"snapshot has no {name}")
+
+        def size_of(cid: bytes) -> int:
+            where = self.index.blocks.get(cid)
+            if where is None:
+                raise RemoteProtocolError(f"block {unixfs.cid_str(cid)} is not in the archive")
+            return where[1]
+
+        leaves = unixfs.file_leaves(self.get, size_of, self.files[name])
+        return _FileView(self._view, [self.index.blocks[cid] for cid, _ in leaves])
 
     def info(self) -> SnapshotInfo:
         """Summary from the manifest."""
@@ -335,6 +355,42 @@ class SnapshotReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _FileView(io.RawIOBase):
+    """Read-only, seekable view of a file whose pieces are (offset, length) in ``view``."""
+
+    def __init__(self, view: memoryview, pieces: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self._view, self._pieces = view, pieces
+        self._starts = list(itertools.accumulate((n for _, n in pieces), initial=0))
+        self.size, self._pos = self._starts[-1], 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        done = 0
+        piece = bisect.bisect_right(self._starts, self._pos) - 1
+        while done < len(out) and self._pos < self.size:
+            offset, length = self._pieces[piece]
+            skip = self._pos - self._starts[piece]
+            n = min(length - skip, len(out) - done)
+            out[done : done + n] = self._view[offset + skip : offset + skip + n]
+            done, self._pos, piece = done + n, self._pos + n, piece + 1
+        return done
 
 
 def _parse_manifest(raw: bytes) -> dict[str, Any]:
@@ -385,17 +441,18 @@ def _heads(raw: object) -> dict[str, tuple[int, str, int]]:
 # -- loading ---------------------------------------------------------------------------
 
 
-def import_snapshot(store: Store, path: Path) -> SnapshotInfo:
-    """Verify every block of the CAR at ``path``, then load it into ``store`` (empty) in
-    one transaction; refused and rolled back if anything does not match the manifest."""
-    with SnapshotReader(path) as snap:
+def import_snapshot(store: Store, path: Path, verify: bool = True) -> SnapshotInfo:
+    """Verify every block of the CAR at ``path`` (``verify=False``: they were, on arrival),
+    then load it into ``store`` (empty) in one transaction, one Parquet row group per
+    statement; refused and rolled back if anything does not match the manifest."""
+    with SnapshotReader(path, verify) as snap:
         info = snap.info()
-        tables = {name: snap.read_file(f"{name}.parquet") for name in ORDER}
         try:
-            store.bulk_load(lambda cur: _load(cur, snap.manifest, tables))
+            files = {name: snap.open_file(f"{name}.parquet") for name in ORDER}
+            store.bulk_load(lambda cur: _load(cur, snap.manifest, files))
         except duckdb.Error as exc:
             raise SnapshotError(f"loading {path} failed: {str(exc).splitlines()[0]}") from exc
-        except (pa.ArrowException, RemoteProtocolError) as exc:
+        except (pa.ArrowException, RemoteProtocolError, OSError) as exc:
             raise SnapshotError(f"{path}: {exc}") from exc
     if store.db_cid() != info.db_cid:
         raise SnapshotError(f"loaded state {store.db_cid()} is not the manifest's {info.db_cid}")
@@ -403,11 +460,11 @@ def import_snapshot(store: Store, path: Path) -> SnapshotInfo:
 
 
 def _load(
-    cur: duckdb.DuckDBPyConnection, manifest: dict[str, Any], files: dict[str, bytes]
+    cur: duckdb.DuckDBPyConnection, manifest: dict[str, Any], files: dict[str, _FileView]
 ) -> None:
     _require_empty(cur)
-    for name, data in files.items():
-        parquet = pq.ParquetFile(pa.BufferReader(data))
+    for name, file in files.items():
+        parquet = pq.ParquetFile(file)
         want = [
             r[0]
             for r in cur.execute(
@@ -418,13 +475,13 @@ def _load(
         ]
         if parquet.schema_arrow.names != want:
             raise SnapshotError(f"{name}.parquet: columns {parquet.schema_arrow.names} != {want}")
-        # Whole table: pyarrow decodes row groups in parallel, DuckDB scans it in parallel.
-        cur.register("snapshot_rows", parquet.read())
-        try:
-            cur.execute(f"INSERT INTO store.{name} SELECT * FROM snapshot_rows")
-        finally:
-            with contextlib.suppress(duckdb.TransactionException):  # aborted: dies with it
-                cur.unregister("snapshot_rows")
+        for group in range(parquet.num_row_groups):  # one DuckDB row group each (ROW_GROUP)
+            cur.register("snapshot_rows", parquet.read_row_group(group))
+            try:
+                cur.execute(f"INSERT INTO store.{name} SELECT * FROM snapshot_rows")
+            finally:
+                with contextlib.suppress(duckdb.TransactionException):  # aborted: dies with it
+                    cur.unregister("snapshot_rows")
         (count,) = cur.execute(f"SELECT count(*) FROM store.{name}").fetchone() or (0,)
         if count != manifest["tables"][name]["rows"]:
             raise SnapshotError(f"{name}: {count} rows loaded, manifest says otherwise")

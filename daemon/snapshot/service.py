@@ -39,6 +39,7 @@ log = structlog.get_logger("snapshot")
 
 PROTOCOL = "/duckpeer/snapshot/1"
 WANT_BATCH = 32  # CIDs per request: 8 MiB of 256 KiB leaves
+PIPELINE = 3  # wants in flight per peer
 WRITE_CHUNK = 1 << 20
 SETTLE = 1.0  # seconds to let the other bootstrap peers connect after the first
 
@@ -247,8 +248,9 @@ async def _offers(node: Node, peers: list[str]) -> list[Session]:
     return sessions
 
 
-async def bootstrap(node: Node, peers: list[str]) -> BootstrapResult:
-    """Load the most advanced snapshot ``peers`` offer into our (empty) store."""
+async def bootstrap(node: Node, peers: list[str], min_bytes: int = 0) -> BootstrapResult:
+    """Load the most advanced snapshot ``peers`` offer into our (empty) store, unless it
+    is smaller than ``min_bytes`` (then delta sync is about as fast and keeps history)."""
     sessions = await _offers(node, peers)
     if not sessions:
         raise BootstrapFailed("no peer offered a snapshot")
@@ -260,6 +262,9 @@ async def bootstrap(node: Node, peers: list[str]) -> BootstrapResult:
                 await s.framed.aclose()
         if not best.offer.vector:
             return BootstrapResult(skipped="peers hold an empty database")
+        if best.offer.size < min_bytes:
+            return BootstrapResult(skipped=f"small database ({best.offer.size} bytes < "
+                                           f"{min_bytes}): catching up by delta")  # fmt: skip
         return await _fetch_and_load(node, chosen)
     finally:
         for s in chosen:
@@ -287,7 +292,7 @@ async def _fetch_and_load(node: Node, sessions: list[Session]) -> BootstrapResul
     result.fetch_s = time.perf_counter() - started
     started = time.perf_counter()
     try:
-        info = await node.write(lambda store: load_snapshot(store, path))
+        info = await node.write(lambda store: load_snapshot(store, path, verify=False))
     except SnapshotError as exc:
         path.unlink(missing_ok=True)
         raise BootstrapFailed(str(exc)) from exc
@@ -346,37 +351,40 @@ async def _fetch_level(
 ) -> list[bytes]:
     """Fetch one level's blocks from all sessions (shared queue); return their children.
 
-    A session that fails is dropped (its batch goes back to the queue); idle workers
-    stay until no batch is in flight, so a returned batch always finds a taker."""
+    Each session keeps up to PIPELINE wants in flight, so the serving peer always has
+    the next one queued. A session that fails is dropped (its batches go back to the
+    queue); idle workers stay until no batch is in flight, so a returned batch always
+    finds a taker."""
     children: list[bytes] = []
     size = max(1, min(WANT_BATCH, -(-len(level) // len(sessions))))  # spread small levels
     queue = deque(level[i : i + size] for i in range(0, len(level), size))
-    in_flight = 0
-    changed = trio.Event()
+    state = _Level()
 
     async def worker(session: Session) -> None:
-        nonlocal in_flight, changed
-        while queue or in_flight:
-            if not queue:
-                await changed.wait()
-                continue
-            batch = queue.popleft()
-            in_flight += 1
-            try:
-                blocks = await _want(session, batch)
-                children.extend(await sink.put(batch, blocks))  # verified here
-            except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
-                queue.appendleft(batch)
-                sessions.remove(session)
-                node.metrics.inc("snapshot_fetch_errors")  # bad block, stream error, timeout
-                log.warning("snapshot fetch from peer failed", peer=session.peer,
-                            error=f"{type(exc).__name__}: {exc}")  # fmt: skip
-                await session.stream.reset()
-                return
-            finally:
-                in_flight -= 1
-                changed.set()
-                changed = trio.Event()
+        sent: deque[list[bytes]] = deque()  # this session's wants, oldest first
+        try:
+            while queue or sent or state.in_flight:
+                while queue and len(sent) < PIPELINE:
+                    batch = queue.popleft()
+                    sent.append(batch)
+                    state.in_flight += 1
+                    await _send_want(session, batch)
+                if not sent:
+                    await state.wait()
+                    continue
+                blocks = await _read_blocks(session, len(sent[0]))
+                children.extend(await sink.put(sent[0], blocks))  # verified here
+                sent.popleft()
+                state.done()
+        except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+            queue.extendleft(reversed(sent))
+            state.in_flight -= len(sent)
+            state.done(0)
+            sessions.remove(session)
+            node.metrics.inc("snapshot_fetch_errors")  # bad block, stream error, timeout
+            log.warning("snapshot fetch from peer failed", peer=session.peer,
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            await session.stream.reset()
 
     async with trio.open_nursery() as nursery:
         for session in list(sessions):
@@ -386,12 +394,31 @@ async def _fetch_level(
     return children
 
 
-async def _want(session: Session, batch: list[bytes]) -> list[bytes]:
-    framed = session.framed
-    await framed.send(snapmsg.encode(SnapWant(tuple(unixfs.cid_str(c) for c in batch))))
+@dataclass
+class _Level:
+    """Batches of one level sent but not delivered, and a wake-up for idle workers."""
+
+    in_flight: int = 0
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    async def wait(self) -> None:
+        await self.changed.wait()
+
+    def done(self, batches: int = 1) -> None:
+        self.in_flight -= batches
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+async def _send_want(session: Session, batch: list[bytes]) -> None:
+    want = SnapWant(tuple(unixfs.cid_str(c) for c in batch))
+    await session.framed.send(snapmsg.encode(want))
+
+
+async def _read_blocks(session: Session, count: int) -> list[bytes]:
     blocks = []
-    for _ in batch:
-        frame = await framed.receive()
+    for _ in range(count):
+        frame = await session.framed.receive()
         if frame is None:
             raise RemoteProtocolError("stream ended in the middle of a want")
         msg = snapmsg.decode(frame)
@@ -468,7 +495,7 @@ def _settling(node: Node, peers: list[str], waited: float) -> bool:
 
 async def _try_bootstrap(node: Node, peers: list[str]) -> bool:
     try:
-        result = await bootstrap(node, peers)
+        result = await bootstrap(node, peers, node.config.bootstrap_snapshot_min_bytes)
     except BootstrapFailed as exc:
         node.metrics.inc("snapshot_bootstrap_failures")
         log.warning("snapshot bootstrap failed", error=str(exc))

@@ -36,7 +36,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
 
 SCHEMA_VERSION = 1  # the replicated tables' columns (snapshots carry it)
-STORE_VERSION = 3  # the last migration in migrations/ (this file's own layout)
+STORE_VERSION = 4  # the last migration in migrations/ (this file's own layout)
 Admit = Callable[[Changeset, bytes], "str | None"]
 OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
@@ -174,12 +174,9 @@ class Store:
         ).fetchall()
         self._entry_tables = {t for (t,) in entries}
         self._db_cid = database_cid(self.heads)
-        floors = self._writer.execute(
-            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
-            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
-        ).fetchall()
-        # First seq whose block we hold, where earlier ones are missing (a snapshot import)
-        self.history_floor = {origin: floor for origin, floor in floors if floor > 1}
+        # First seq whose block we hold, where earlier ones are missing (a snapshot
+        # import, or pruned: daemon/store/history.py)
+        self.history_floor = self._history_floor()
         tombstoned = self._writer.execute("SELECT DISTINCT tbl FROM store.tombstones").fetchall()
         self._tombstone_tables = {t for (t,) in tombstoned}
         self.hlc = 0
@@ -245,6 +242,23 @@ class Store:
         self._run_transaction_fn(load)
         with self._state_lock:
             self._load_state()
+
+    def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run ``fn(writer cursor)`` in one write transaction (writer thread only)."""
+        self._run_transaction_fn(fn)
+
+    def reload_history_floor(self) -> None:
+        """Recompute, per origin, the first seq whose block the log holds (after pruning)."""
+        floor = self._history_floor()
+        with self._state_lock:
+            self.history_floor = floor
+
+    def _history_floor(self) -> dict[str, int]:
+        floors = self._writer.execute(
+            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
+            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
+        ).fetchall()
+        return {origin: f for origin, f in floors if f > 1}
 
     def _run_transaction_fn(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         cur = self._writer
