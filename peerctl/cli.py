@@ -66,6 +66,9 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_query)
     p.add_argument("sql")
     p.add_argument("--max-rows", type=int)
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
+                   help="csv/json/parquet: the result as Arrow, written as that format")
+    p.add_argument("--out", help="write the result to this file (with --format)")
     p = sub.add_parser("update", parents=[common], help="change columns of one row")
     p.set_defaults(run=cmd_update)
     p.add_argument("table")
@@ -224,12 +227,33 @@ def cmd_import_db(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_query(client: Client, args: argparse.Namespace) -> int:
+    if args.format != "table" or args.out:
+        return _query_to_file(client, args)
     result = client.query(args.sql, args.max_rows)
     if args.json:
         print_json([dict(zip(result["columns"], row, strict=True)) for row in result["rows"]])
     else:
         print_table(result["columns"], result["rows"])
         print(f"({len(result['rows'])} rows, {result['elapsed_ms']} ms)")
+    return EXIT_OK
+
+
+def _query_to_file(client: Client, args: argparse.Namespace) -> int:
+    import os
+
+    from peerctl.export import ExportError, write_result
+
+    fmt = "csv" if args.format == "table" else args.format
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    table = client.query_arrow(args.sql, args.max_rows)
+    try:
+        write_result(table, fmt, os.path.abspath(args.out) if args.out else None)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.out:
+        summary = {"rows": table.num_rows, "format": fmt, "out": os.path.abspath(args.out)}
+        print_json(summary) if args.json else print(f"wrote {table.num_rows} rows to {args.out}")
     return EXIT_OK
 
 

@@ -223,6 +223,23 @@ class Client:
         """Drop every cached result (needs write access)."""
         return self.call("cache_clear")  # type: ignore[no-any-return]
 
+    def query_arrow(self, sql: str, max_rows: int | None = None) -> Any:
+        """Run a read-only SELECT; the result as a ``pyarrow.Table``. It travels as
+        compressed Arrow IPC in parts of up to 16 MiB (not through the result cache)."""
+        import pyarrow as pa
+
+        part = self.call("query_arrow", sql=sql, max_rows=max_rows)
+        tables = [pa.ipc.open_stream(part["ipc"]).read_all()]
+        while part["more"]:
+            part = self.call("query_arrow_next", id=part["id"])
+            tables.append(pa.ipc.open_stream(part["ipc"]).read_all())
+        return pa.concat_tables(tables)
+
+    def query_df(self, sql: str, max_rows: int | None = None) -> Any:
+        """Run a read-only SELECT; the result as a pandas DataFrame (``pip install
+        duckpeer[pandas]``); UUIDs become ``uuid.UUID`` values."""
+        return self.query_arrow(sql, max_rows).to_pandas()
+
     def query_dicts(self, sql: str) -> list[dict[str, Any]]:
         """Run a read-only SELECT; rows as dicts."""
         result = self.query(sql)
