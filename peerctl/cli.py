@@ -66,8 +66,12 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_query)
     p.add_argument("sql")
     p.add_argument("--max-rows", type=int)
-    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
-                   help="csv/json/parquet: the result as Arrow, written as that format")
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="csv/json/parquet: the result as Arrow, written as that format",
+    )
     p.add_argument("--out", help="write the result to this file (with --format)")
     p = sub.add_parser("update", parents=[common], help="change columns of one row")
     p.set_defaults(run=cmd_update)

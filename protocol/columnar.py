@@ -74,13 +74,16 @@ def decode_payload(table: str, columns: Sequence[str], blob: bytes, raw_size: in
         raw = pa.Codec("zstd").decompress(blob, decompressed_size=raw_size)
     except _ERRORS as exc:
         raise RemoteProtocolError(f"{table}: columnar data does not decompress: {exc}") from exc
+    want = wire_schema(table, columns)
     try:
         reader = ipc.open_stream(pa.BufferReader(raw))
     except _ERRORS as exc:
         raise RemoteProtocolError(f"{table}: not an Arrow IPC stream: {exc}") from exc
-    want = wire_schema(table, columns)
-    data = _read_checked(reader, want, table)
-    _check_key(data.column(0), table)
+    try:  # names and metadata are decoded lazily: invalid UTF-8 surfaces anywhere here
+        data = _read_checked(reader, want, table)
+        _check_key(data.column(0), table)
+    except _ERRORS as exc:
+        raise RemoteProtocolError(f"{table}: bad columnar data: {exc}") from exc
     return data
 
 
@@ -110,7 +113,8 @@ def read_stream(raw: bytes, what: str, max_columns: int = 64) -> pa.Table:
     but not checked against any schema; raises RemoteProtocolError."""
     try:
         reader = ipc.open_stream(pa.BufferReader(raw))
-        if len(reader.schema) > max_columns:
+        names = reader.schema.names  # decoded here, so that invalid UTF-8 is caught here
+        if len(names) > max_columns:
             raise RemoteProtocolError(f"{what}: more than {max_columns} columns")
         if any(pa.types.is_dictionary(f.type) or pa.types.is_nested(f.type)
                for f in reader.schema):  # fmt: skip

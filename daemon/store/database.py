@@ -28,6 +28,7 @@ from daemon.store.apply import BatchContext, NotNew, apply_batch
 from daemon.store.blocklog import BlockLog
 from daemon.store.rowchanges import key_text
 from protocol import changeset as cs_codec
+from protocol import codec
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.cid import database_cid
@@ -289,6 +290,9 @@ class Store:
         stamp = hlc_clock.tick(max(last, cs_codec.newest_base_hlc(tables)), self.clock_ms())
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
+        if len(block) > codec.MAX_BLOCK:  # peers could not receive it: refuse it here
+            raise StoreError(f"a changeset of {len(block)} bytes exceeds the protocol's "
+                             f"{codec.MAX_BLOCK >> 20} MiB; write fewer rows at a time")  # fmt: skip
         if sign is not None:
             signature = sign(block)
             block = cs_codec.sign_block(block, signature)
