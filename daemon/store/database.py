@@ -291,8 +291,9 @@ class Store:
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
         if len(block) > codec.MAX_BLOCK:  # peers could not receive it: refuse it here
+            limit = codec.MAX_BLOCK >> 20
             raise StoreError(f"a changeset of {len(block)} bytes exceeds the protocol's "
-                             f"{codec.MAX_BLOCK >> 20} MiB; write fewer rows at a time")  # fmt: skip
+                             f"{limit} MiB; write fewer rows at a time")  # fmt: skip
         if sign is not None:
             signature = sign(block)
             block = cs_codec.sign_block(block, signature)

@@ -124,7 +124,7 @@ def arrow_entries(draw: st.DrawFn) -> pa.Table:
                     )
                 ),
                 pa.int64(),
-            ),  # fmt: skip
+            ),
             "throughput_items_per_second": pa.array(
                 draw(st.lists(floats, min_size=n, max_size=n)), pa.float64()
             ),
