@@ -57,6 +57,7 @@ class KnowledgeGraph:
         # keys of columnar (bulk) changes, kept as Arrow: no Python string per row, and a
         # bulk load big enough to rebuild the graph never converts them at all
         self._pending_arrow: dict[str, list[pa.ChunkedArray]] = {}
+        self._pending_replaced: set[str] = set()  # tables whose pending batch replaced rows
         self._pending_applied = 0
         self._flushing = False
         self.last_flush: dict[str, Any] = {}
@@ -100,9 +101,15 @@ class KnowledgeGraph:
         with self._lock:
             if applied is None:
                 self._pending, applied = {}, self.store.applied_count()
-                self._pending_arrow = {}
+                self._pending_arrow, self._pending_replaced = {}, set()
         cur = self.store.cursor()
         try:
+            old_layout = cur.execute(
+                "SELECT count(*) FROM duckdb_tables() "
+                "WHERE schema_name = 'kg' AND table_name = 'result_configs'"
+            ).fetchall()[0][0]
+            if old_layout:  # layout 1 kept it as a table; now it is a view
+                cur.execute("DROP TABLE kg.result_configs")
             self._run(cur, kg_sql.populate_statements(), applied, edges_fresh=False)
             counts = self._counts(cur)
         finally:
@@ -155,6 +162,7 @@ class KnowledgeGraph:
                     else:
                         keys = self._pending.setdefault(table.table, set())
                         keys.update(map(str, table.keys))
+            self._pending_replaced |= self.store.replaced_tables & set(REFRESHED)
             self._pending_applied = applied
 
     def pending_rows(self) -> int:
@@ -174,18 +182,23 @@ class KnowledgeGraph:
         with self._lock:
             pending, self._pending = self._pending, {}
             bulk, self._pending_arrow = self._pending_arrow, {}
+            replaced, self._pending_replaced = self._pending_replaced, set()
             applied = self._pending_applied
             self._flushing = bool(pending) or bool(bulk)
         if not self._flushing:
             return {}
         try:
-            return self._flush(pending, bulk, applied)
+            return self._flush(pending, bulk, replaced, applied)
         finally:
             with self._lock:
                 self._flushing = False
 
     def _flush(
-        self, pending: dict[str, set[str]], bulk: dict[str, list[pa.ChunkedArray]], applied: int
+        self,
+        pending: dict[str, set[str]],
+        bulk: dict[str, list[pa.ChunkedArray]],
+        replaced: set[str],
+        applied: int,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         rows = sum(map(len, pending.values())) + sum(len(c) for cs in bulk.values() for c in cs)
@@ -198,17 +211,19 @@ class KnowledgeGraph:
         try:
             for table, chunks in bulk.items():
                 pending.setdefault(table, set()).update(_key_texts(cur, chunks))
-            touched_configs = self._apply(cur, pending, applied)
+            touched_configs = self._apply(cur, pending, replaced, applied)
             # configurations whose family, modality or hardware type may have moved
             touched_configs += _configs_of(cur, pending)
         except duckdb.Error:
             with self._lock:  # give the keys back: the next flush (or a rebuild) retries
                 for table, keys in pending.items():
                     self._pending.setdefault(table, set()).update(keys)
+                self._pending_replaced |= replaced
             raise
         finally:
             cur.close()
-        self.index.invalidate(touched_configs)
+        # recomputed aggregates (rows replaced) may have dropped configurations: reload all
+        self.index.invalidate(None if "performance_results" in replaced else touched_configs)
         self.last_flush = {
             "rows": rows,
             "configs": len(touched_configs),
@@ -217,7 +232,11 @@ class KnowledgeGraph:
         return self.last_flush
 
     def _apply(
-        self, cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]], applied: int
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        pending: dict[str, set[str]],
+        replaced: set[str],
+        applied: int,
     ) -> list[str]:
         """Run the refresh in one transaction; return the configuration ids it touched."""
         touched: list[str] = []
@@ -228,7 +247,7 @@ class KnowledgeGraph:
                     continue
                 keys = pa.table({"k": pa.array(sorted(pending[table]), pa.string())})
                 cur.register("kg_keys", keys)
-                for sql in build():
+                for sql in build(table in replaced):
                     cur.execute(sql)
                 cur.unregister("kg_keys")
                 if table == "performance_results":

@@ -147,7 +147,8 @@ async def _serve_session(node: Node, framed: FramedStream, peer: str) -> None:
         raise RemoteProtocolError("expected a snapshot query")
     served = await snapshots_of(node).current(node.config.snapshot_max_age)
     info = served.info
-    offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size)
+    history = not node.store.unservable({})  # an empty peer could catch up by delta
+    offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size, history)
     fd = os.open(info.path, os.O_RDONLY)  # kept even if a newer export replaces the file
     try:
         await framed.send(snapmsg.encode(offer))
@@ -262,7 +263,7 @@ async def bootstrap(node: Node, peers: list[str], min_bytes: int = 0) -> Bootstr
                 await s.framed.aclose()
         if not best.offer.vector:
             return BootstrapResult(skipped="peers hold an empty database")
-        if best.offer.size < min_bytes:
+        if best.offer.size < min_bytes and all(s.offer.history for s in chosen):
             return BootstrapResult(skipped=f"small database ({best.offer.size} bytes < "
                                            f"{min_bytes}): catching up by delta")  # fmt: skip
         return await _fetch_and_load(node, chosen)
@@ -461,7 +462,27 @@ async def serve(
     task_status.started()
     if node.sync_held:
         await bootstrap_on_start(node)
-    await trio.sleep_forever()
+    await _bootstrap_when_history_is_missing(node)
+
+
+async def _bootstrap_when_history_is_missing(node: Node) -> None:
+    """An empty store whose delta sync was refused for missing history (the peer pruned
+    it, or was bootstrapped itself) can only catch up from a snapshot: fetch one."""
+    refused = node.metrics.get("sync_snapshot_required")
+    while True:
+        await trio.sleep(1.0)
+        now = node.metrics.get("sync_snapshot_required")
+        if now == refused or node.store.heads_snapshot() or not node.config.bootstrap_snapshot:
+            refused = now
+            continue
+        refused = now
+        peers = [p for p in node.connected_peers() if node.config.trusts(p)]
+        log.info("delta sync refused for missing history: bootstrapping from a snapshot")
+        node.sync_held = True
+        try:
+            await _try_bootstrap(node, peers, min_bytes=0)
+        finally:
+            release(node)
 
 
 async def bootstrap_on_start(node: Node) -> None:
@@ -493,9 +514,10 @@ def _settling(node: Node, peers: list[str], waited: float) -> bool:
     return len(peers) < len(node.config.bootstrap) and waited < SETTLE
 
 
-async def _try_bootstrap(node: Node, peers: list[str]) -> bool:
+async def _try_bootstrap(node: Node, peers: list[str], min_bytes: int | None = None) -> bool:
+    floor = node.config.bootstrap_snapshot_min_bytes if min_bytes is None else min_bytes
     try:
-        result = await bootstrap(node, peers, node.config.bootstrap_snapshot_min_bytes)
+        result = await bootstrap(node, peers, floor)
     except BootstrapFailed as exc:
         node.metrics.inc("snapshot_bootstrap_failures")
         log.warning("snapshot bootstrap failed", error=str(exc))

@@ -60,6 +60,9 @@ class BatchContext:
     arrived_before: Mapping[str, int] = field(default_factory=dict)  # origin -> head hlc
     with_entries: set[str] = field(default_factory=set)  # tables with conflict bookkeeping
     conflicts_found: int = 0  # keys this batch made concurrent
+    replaced: set[str] = field(default_factory=set)  # tables where rows may have been
+    # replaced or deleted (anything but the plain insert of new keys): derived state that
+    # adds up rows (the knowledge graph) must recompute these instead
 
 
 def apply_batch(
@@ -89,6 +92,8 @@ def apply_batch(
         plain = ctx.optimistic and name not in with_bases and name not in with_deletes
         strategy = ctx.strategies.get(name, Strategy.LATEST)
         repeats = len(parts) > 1 and _repeats(staged)
+        if not plain or repeats or strategy is Strategy.MERGE:
+            ctx.replaced.add(name)
         if strategy is Strategy.MERGE or not plain or repeats or name in ctx.with_entries:
             # Rows someone may have changed concurrently: look at them one by one.
             changes = row_changes(items, name)

@@ -112,6 +112,9 @@ class Store:
         # (local or remote) and the new applied count, before the new heads and CID are
         # published: derived state such as the knowledge graph follows from here.
         self.on_commit: list[OnCommit] = []
+        # Tables where the batch the hooks are told about replaced or deleted rows (not
+        # only inserted new keys): read by the hooks, set before they are called.
+        self.replaced_tables: frozenset[str] = frozenset()
         self._load_state()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -469,6 +472,7 @@ class Store:
         self._tombstone_tables = ctx.tombstone_tables
         self._entry_tables = ctx.with_entries
         self._last_conflicts = ctx.conflicts_found
+        self.replaced_tables = frozenset(ctx.replaced)  # for the on_commit hooks
         heads = self.heads_snapshot()
         for item in items:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)
