@@ -76,7 +76,7 @@ def plain(code: str) -> float:
 def plain_load(csv: Path, db: Path) -> float:
     return plain(
         f"con = duckdb.connect({str(db)!r})\n"
-        f"con.execute(\"CREATE TABLE performance_results AS SELECT * FROM read_csv({str(csv)!r})\")\n"
+        f'con.execute("CREATE TABLE performance_results AS SELECT * FROM read_csv({str(csv)!r})")\n'
         "con.execute('CHECKPOINT')\ncon.close()"
     )
 
@@ -88,12 +88,12 @@ def plain_catchup(db: Path, work: Path) -> dict[str, float]:
     started = time.perf_counter()
     export = plain(
         f"con = duckdb.connect({str(db)!r}, read_only=True)\n"
-        f"con.execute(\"COPY performance_results TO {str(src)!r} (FORMAT parquet)\")"
+        f'con.execute("COPY performance_results TO {str(src)!r} (FORMAT parquet)")'
     )
     shutil.copyfile(src, dst)
     load = plain(
         f"con = duckdb.connect({str(dst.parent / 'new.duckdb')!r})\n"
-        f"con.execute(\"CREATE TABLE performance_results AS SELECT * FROM "
+        f'con.execute("CREATE TABLE performance_results AS SELECT * FROM '
         f"read_parquet({str(dst)!r})\")\ncon.execute('CHECKPOINT')"
     )
     return {"seconds": round(time.perf_counter() - started, 3), "export_s": round(export, 3),
@@ -105,7 +105,7 @@ def same_rows_bytes(data_dir: Path, work: Path) -> int:
     target = work / "same_rows.duckdb"
     plain(
         f"con = duckdb.connect({str(target)!r})\n"
-        f"con.execute(\"ATTACH {str(data_dir / 'duckpeer.duckdb')!r} AS src (READ_ONLY)\")\n"
+        f'con.execute("ATTACH {str(data_dir / "duckpeer.duckdb")!r} AS src (READ_ONLY)")\n'
         "con.execute('CREATE TABLE performance_results AS "
         "SELECT * FROM src.main.performance_results')\n"
         "con.execute('DETACH src')\ncon.execute('CHECKPOINT')"
@@ -246,8 +246,10 @@ def report(res: dict[str, Any]) -> None:
                     "duckpeer, same run", ["what", "plain DuckDB", "duckpeer", "ratio", "goal"],
                     rows)  # fmt: skip
         c = r["catchup"]
-        print(f"catch-up split: fetch {c['fetch_s']} s, load {c['load_s']} s, "
-              f"{c['snapshot_bootstraps']} snapshot bootstrap(s)")
+        print(
+            f"catch-up split: fetch {c['fetch_s']} s, load {c['load_s']} s, "
+            f"{c['snapshot_bootstraps']} snapshot bootstrap(s)"
+        )
     e = res["empty_rss"]
     print(f"\nempty daemon RSS {e['VmRSS']} MB (HWM {e['VmHWM']}); goal <= 150 MB")
 

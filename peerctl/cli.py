@@ -181,11 +181,12 @@ def cmd_record(client: Client, args: argparse.Namespace) -> int:
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from peerctl.ingest import ingest_file
+    from peerctl.ingest import ingest_file, skip_pandas
     from peerctl.records import RecordFileError
 
     if args.chunk_size < 1:
         raise UsageError("--chunk-size must be positive")
+    skip_pandas()
     try:
         summary = ingest_file(client, Path(args.file), args.chunk_size)
     except RecordFileError as exc:

@@ -9,6 +9,7 @@ answers.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -19,6 +20,22 @@ from peerctl.output import Progress
 from peerctl.records import count_rows, read_chunks
 
 LANES = 2
+
+
+class _NoPandas:
+    """An import finder that makes ``import pandas`` fail as if it were not installed:
+    pyarrow imports pandas, when present, on its first conversion (most of a second),
+    and reading a file into Arrow never needs it."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("peerctl ingest does not use pandas", name=name)
+
+
+def skip_pandas() -> None:
+    """For the CLI process only (a library caller may well use pandas)."""
+    if not any(isinstance(f, _NoPandas) for f in sys.meta_path) and "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def ingest_file(client: Client, path: Path, chunk_size: int) -> dict[str, Any]:

@@ -165,9 +165,7 @@ def refresh_compat_statements(replaced: bool = False) -> list[str]:
     ]
 
 
-RESULT_CONFIGS_VIEW = "CREATE OR REPLACE VIEW kg.result_configs AS " + _RESULT_ROWS.format(
-    extra=""
-)
+RESULT_CONFIGS_VIEW = "CREATE OR REPLACE VIEW kg.result_configs AS " + _RESULT_ROWS.format(extra="")
 
 VIEWS = [
     RESULT_CONFIGS_VIEW,
