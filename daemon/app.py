@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
 
 import structlog
@@ -12,6 +12,8 @@ import trio
 from libp2p.peer.id import ID
 
 from daemon.config import Config, ConfigError, read_psk
+from daemon.configcheck import preflight
+from daemon.control.limits import ControlLimits
 from daemon.control.peercred import make_authorizer
 from daemon.control.registry import make_handlers
 from daemon.control.server import serve_control
@@ -23,12 +25,16 @@ from daemon.net.bootstrap import serve_bootstrap, serve_discovery
 from daemon.net.identity import load_or_create_identity
 from daemon.net.network import open_network
 from daemon.node import Node
+from daemon.query import guard as query_guard
 from daemon.query import prefetch, share
+from daemon.query.limits import store_settings
 from daemon.sdnotify import Notifier
 from daemon.snapshot import prune as log_prune
 from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
 from daemon.store.signing import signer
+from daemon.watch import service as watch_service
+from daemon.web import service as web_service
 
 log = structlog.get_logger("duckpeerd")
 
@@ -41,6 +47,10 @@ RELOADABLE = (
     "sync_read_timeout",
     "query_timeout",
     "query_max_rows",
+    "query_max_result_bytes",
+    "query_max_value_bytes",
+    "query_memory_limit",
+    "memory_margin",
     "conflicts",
     "monitor",  # alert rules, metric directions, sample interval (not the listener)
 )
@@ -54,11 +64,15 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
     """
     make_authorizer(config.control_write_group)  # an unknown group is a config error now
     read_psk(config.psk_file)  # and so is an unreadable or malformed network key
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with preflight(config):  # holds the data dir until the daemon stops
+        await _run(config, reload)
+
+
+async def _run(config: Config, reload: Callable[[], Config] | None) -> None:
     key_pair = load_or_create_identity(config.data_dir)
     peer_id = str(ID.from_pubkey(key_pair.public_key))
     store = await trio.to_thread.run_sync(
-        lambda: Store(config.db_path, memory_limit=config.memory_limit)
+        lambda: Store(config.db_path, settings=store_settings(config))
     )
     store.strategies = config.strategies()
     node = Node(config, store, peer_id, signer(key_pair))
@@ -81,6 +95,7 @@ async def run_daemon(config: Config, reload: Callable[[], Config] | None = None)
 # Services of the capabilities: each ``serve(node, *, task_status)`` is started like the
 # core services (``await nursery.start``) before the control socket opens.
 FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
+    query_guard.serve,
     kg_methods.serve,
     share.serve,
     prefetch.serve,
@@ -89,6 +104,8 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     peerstatus.serve,
     monitor_service.serve,
     distq_service.serve,
+    watch_service.serve,
+    web_service.serve,
 )
 
 
@@ -104,6 +121,8 @@ async def _serve(node: Node, key_pair: object) -> None:
         on_drop=lambda: node.metrics.inc("gossip_dropped"),
     ) as network:
         node.network = network
+        if not network.listen_addrs():
+            raise ConfigError(f"config listen: could not listen on {', '.join(config.listen)}")
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.serve_sync, node)
             await nursery.start(gossip.serve_listener, node)
@@ -123,7 +142,7 @@ async def _serve(node: Node, key_pair: object) -> None:
                         caller
                     ),
                     on_refused=lambda: node.metrics.inc("control_refused"),
-                    max_frame=config.max_control_bytes,
+                    limits=control_limits(config),
                 )
             )
             log.info(
@@ -139,6 +158,17 @@ async def _serve(node: Node, key_pair: object) -> None:
             notifier.notify("READY=1", _status_line(node))
             nursery.start_soon(notifier.serve_watchdog)
             nursery.start_soon(_serve_status, node, notifier)
+
+
+def control_limits(config: Config) -> ControlLimits:
+    """The control socket's bounds from the config."""
+    return ControlLimits(
+        max_frame=config.max_control_bytes,
+        max_connections=config.control_max_connections,
+        max_buffered=max(config.control_max_buffered_bytes, config.max_control_bytes),
+        idle_timeout=config.control_idle_timeout,
+        frame_timeout=config.control_frame_timeout,
+    )
 
 
 def _status_line(node: Node) -> str:
@@ -164,6 +194,15 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
+def _needs_restart(running: Config, fresh: Config) -> list[str]:
+    """Keys that changed but only take effect after a restart."""
+    return sorted(
+        f.name
+        for f in fields(fresh)
+        if f.name not in RELOADABLE and getattr(fresh, f.name) != getattr(running, f.name)
+    )
+
+
 async def _reload_on_sighup(node: Node, reload: Callable[[], Config]) -> None:
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         async for _ in signals:
@@ -173,6 +212,8 @@ async def _reload_on_sighup(node: Node, reload: Callable[[], Config]) -> None:
             except ConfigError as exc:
                 log.error("reload refused, keeping the running config", error=str(exc))
                 continue
+            if restart := _needs_restart(node.config, fresh):
+                log.warning("config reload: these keys take effect after a restart", keys=restart)
             node.config = replace(node.config, **{k: getattr(fresh, k) for k in RELOADABLE})
             node.store.strategies = node.config.strategies()  # future conflicts only
             log.info("config reloaded", trusted_peers=len(node.config.trusted_peers))

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.metrics.config import MonitorConfig, parse_monitor
+from daemon.configcheck import (
+    SIZE_KEYS,
+    ConfigError,
+    check_config,
+    default_memory_limit,
+    parse_size,
+)
+from daemon.metrics.config import MonitorConfig, parse_monitor, split_host_port
 from protocol.conflicts import Strategy, parse_strategy
 from protocol.schema import TABLES
 
 CACHE_SHARE_LIMIT = 64 << 20  # protocol.cachemsg.MAX_RESULT_BYTES
+__all__ = ["Config", "ConfigError", "default_data_dir", "load_config", "read_psk"]
 
 
-class ConfigError(ValueError):
-    """The configuration file, an environment variable or a flag is invalid."""
+MIN_QUERY_MEMORY = 16 << 20
 
 
 def default_data_dir() -> Path:
@@ -46,7 +55,18 @@ class Config:
     query_timeout: float = 30.0
     query_max_rows: int = 1_000_000
     max_gossip_per_second: float = 200.0
-    memory_limit: str | None = None
+    memory_limit: int | None = None  # bytes for DuckDB; None = a quarter of the machine's
+    memory_margin: int = 1 << 30  # RSS allowed above memory_limit before queries are stopped
+    query_memory_limit: int | None = None  # per query (sorts, hash tables); None = 1/4 of it
+    max_temp_bytes: int = 4 << 30  # DuckDB's spill files in <data_dir>/duckpeer.tmp
+    query_max_result_bytes: int = 32 << 20  # a result travels in one control frame
+    query_max_value_bytes: int = 8 << 20
+    query_workers: int = 2  # queries running at once
+    query_queue: int = 16  # queries waiting for a worker; more are refused ("busy")
+    control_max_connections: int = 64
+    control_max_buffered_bytes: int = 256 << 20  # partial frames held across connections
+    control_idle_timeout: float = 3600.0  # seconds a connection may wait between requests
+    control_frame_timeout: float = 10.0  # seconds a started frame may take to arrive
     control_write_group: str | None = None  # if set, only its members may write
     trusted_peers: tuple[str, ...] = ()  # peer ids; empty = open cluster
     psk_file: Path | None = None  # private network key (py-libp2p peers only)
@@ -87,10 +107,29 @@ class Config:
     distq_deadline: float = 30.0  # seconds a peer has to return its partitions
     distq_max_partial_bytes: int = 32 << 20  # largest partial result accepted or sent
     distq_fragment_delay: float = 0.0  # test only: delay before running a peer's fragment
+    distq_retries: int = 2  # plans again at the new CID when a write lands mid-query
+    distq_advertised_cores: int = 0  # test only: cores a peer claims (0 = the real count)
+    distq_switch_interval: float = 0.001  # Python's GIL switch interval (0 = its default)
+    recluster: bool = True  # keep performance_results clustered by key in the background
+    recluster_idle: float = 5.0  # seconds without writes before a re-cluster step
+    web_listen: str | None = None  # [web] listen = "127.0.0.1:8080": the dashboard; None = off
+    web_allow_remote: bool = False  # [web] allow_remote: a non-loopback address (no auth!)
 
     def trusts(self, peer_id: str) -> bool:
         """True when ``peer_id`` may gossip, sync and author changesets with us."""
         return not self.trusted_peers or peer_id in self.trusted_peers
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        """DuckDB's memory limit: configured, or a quarter of the machine's memory."""
+        return self.memory_limit if self.memory_limit is not None else default_memory_limit()
+
+    @property
+    def query_memory_bytes(self) -> int:
+        """One query's memory for sorts and hash tables."""
+        if self.query_memory_limit is not None:
+            return self.query_memory_limit
+        return max(MIN_QUERY_MEMORY, self.memory_limit_bytes // 4)
 
     @property
     def socket_path(self) -> Path:
@@ -135,10 +174,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    unknown = set(raw) - set(_TYPES) - {"metrics", "alerts", "cache"}
+    unknown = set(raw) - set(_TYPES) - {"metrics", "alerts", "cache", "web"}
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {sorted(unknown)}")
     values = {k: v for k, v in raw.items() if k in _TYPES} | _section(path, raw, "cache")
+    values |= _section(path, raw, "web")
     if "metrics" in raw or "alerts" in raw:
         try:
             values["monitor"] = parse_monitor(raw.get("metrics"), raw.get("alerts"))
@@ -169,51 +209,38 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _build(values: dict[str, Any]) -> Config:
-    config = Config()
     converted = {
         name: value if name in _SECTIONS else _convert(name, value)
         for name, value in values.items()
     }
-    api = converted.get("ipfs_api")
-    if api == "":
+    if converted.get("ipfs_api") == "":
         converted["ipfs_api"] = None  # an empty setting switches the push off
-    elif api is not None and not api.startswith(("http://", "https://")):
-        raise ConfigError(f"config ipfs_api: expected an http(s):// URL, got {api!r}")
     try:
-        built = replace(config, **converted)
+        built = replace(Config(), **converted)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
-    _check_cache(built)
-    _check_ranges(built)
+    check_config(built)
+    if built.web_listen is not None:
+        check_web_listen(built.web_listen, built.web_allow_remote)
     return built
 
 
-def _check_cache(config: Config) -> None:
-    for name in ("cache_max_bytes", "cache_max_entry_bytes", "cache_prefetch_max",
-                 "cache_cheap_ms", "cache_share_min_ms", "cache_share_per_second"):  # fmt: skip
-        if getattr(config, name) < 0:
-            raise ConfigError(f"config {name}: must be >= 0, got {getattr(config, name)}")
-    if config.cache_hot_requests < 1:
-        raise ConfigError("config cache_hot_requests: must be >= 1")
-    if config.cache_aggressive_ms < config.cache_cheap_ms:
-        raise ConfigError("config cache_aggressive_ms: must be >= cache_cheap_ms")
-    if config.cache_share_timeout <= 0:
-        raise ConfigError("config cache_share_timeout: must be > 0")
-    if config.cache_share_max_bytes > CACHE_SHARE_LIMIT:
-        raise ConfigError(f"config cache_share_max_bytes: at most {CACHE_SHARE_LIMIT}")
-
-
-def _check_ranges(config: Config) -> None:
-    if config.distq_deadline <= 0:
-        raise ConfigError("config distq_deadline: must be positive (seconds)")
-    if config.distq_max_partial_bytes < 1024:
-        raise ConfigError("config distq_max_partial_bytes: must be at least 1024")
-    if config.distq_fragment_delay < 0:
-        raise ConfigError("config distq_fragment_delay: must not be negative")
-    if config.log_prune_interval <= 0 or config.log_peer_retention < 0:
-        raise ConfigError("config log_prune_interval must be > 0, log_peer_retention >= 0")
-    if config.bootstrap_snapshot_min_bytes < 0:
-        raise ConfigError("config bootstrap_snapshot_min_bytes: must not be negative")
+def check_web_listen(listen: str, allow_remote: bool) -> None:
+    """ConfigError unless ``listen`` is ``HOST:PORT`` on loopback (or remote is allowed):
+    the dashboard, like the Prometheus endpoint, has no authentication."""
+    try:
+        host, _ = split_host_port(listen)
+    except ValueError as exc:
+        raise ConfigError(f"config web.listen: {exc}") from None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise ConfigError(
+            f"config web.listen: {host} is not a loopback address; the dashboard has no "
+            "authentication (set [web] allow_remote = true to expose it)"
+        )
 
 
 def _convert(name: str, value: Any) -> Any:
@@ -221,6 +248,8 @@ def _convert(name: str, value: Any) -> Any:
     try:
         if name == "conflicts":
             return _strategies(value)
+        if name in SIZE_KEYS:
+            return parse_size(value)
         if name in _ENV_LISTS:
             items = [value] if isinstance(value, str) else list(value)
             if not all(isinstance(v, str) for v in items):
@@ -229,13 +258,15 @@ def _convert(name: str, value: Any) -> Any:
         if "Path" in kind:
             if not isinstance(value, str | os.PathLike):
                 raise TypeError(f"expected a path, got {type(value).__name__}")
+            if not str(value).strip():
+                raise ValueError("must not be empty")
             return Path(value).expanduser()
         if kind == "bool":
             return _boolean(value)
         if kind in ("float", "int") and isinstance(value, bool):
             raise TypeError("expected a number, got a boolean")
         if kind == "float":
-            return float(value)
+            return _number(value)
         if kind == "int":
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"expected an integer, got {value!r}")
@@ -243,8 +274,15 @@ def _convert(name: str, value: Any) -> Any:
         if not isinstance(value, str | type(None)):
             raise TypeError(f"expected a string, got {type(value).__name__}")
         return value
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"config {name}: {exc}") from exc
+
+
+def _number(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _strategies(value: Any) -> tuple[tuple[str, str], ...]:
@@ -287,12 +325,13 @@ def read_psk(path: Path | None) -> str | None:
     try:
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read psk_file {path}: {exc}") from exc
+        why = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise ConfigError(f"config psk_file: cannot read {path}: {why}") from exc
     if lines[:1] == ["/key/swarm/psk/1.0.0/"]:
         if lines[1:2] != ["/base16/"]:
-            raise ConfigError(f"psk_file {path}: only /base16/ keys are supported")
+            raise ConfigError(f"config psk_file: {path}: only /base16/ keys are supported")
         lines = lines[2:]
     key = lines[0].lower() if len(lines) == 1 else ""
     if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-        raise ConfigError(f"psk_file {path}: expected 64 hex digits (a 32-byte key)")
+        raise ConfigError(f"config psk_file: {path}: expected 64 hex digits (a 32-byte key)")
     return key

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+import signal
+import socket
 import time
+from types import FrameType
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from daemon.localcluster import ClusterError, LocalCluster
+from daemon.localcluster import ClusterError, LocalCluster, LocalPeer
 
 MODELS = [
     ("bert-base-uncased", "bert"), ("t5-small", "t5"), ("llama-7b", "llama"),
@@ -55,12 +59,19 @@ def _table(cluster: LocalCluster, started: float) -> tuple[Table, bool]:
     return table, done
 
 
-def run_demo(once: bool, results: int, timeout: float) -> int:
-    """Start three peers, write results on the first, show convergence live."""
+def run_demo(once: bool, results: int, timeout: float, web: bool = True) -> int:
+    """Start three peers, write results on the first, show convergence live (with the
+    web dashboard on the first peer, on a free loopback port, unless ``web`` is off)."""
     console = Console()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the peers on SIGTERM as on Ctrl-C
     console.print("[bold]starting three duckpeerd processes on loopback…[/bold]")
+    cluster = LocalCluster(3)
+    dashboard = None
+    if web:
+        dashboard = f"127.0.0.1:{_free_port()}"
+        cluster.peers[0].env["DUCKPEER_WEB_LISTEN"] = dashboard
     try:
-        with LocalCluster(3) as cluster:
+        with cluster:
             console.print(f"data dirs under {cluster.base_dir}")
             writer = cluster.peers[0]
             started = time.monotonic()
@@ -76,7 +87,8 @@ def run_demo(once: bool, results: int, timeout: float) -> int:
                     latency=9.8,
                     batch_size=8,
                 )
-            return _watch(console, cluster, started, once, timeout)
+            url = f"http://{dashboard}/" if dashboard else None
+            return _watch(console, cluster, started, once, timeout, url)
     except ClusterError as exc:
         console.print(f"[red]demo failed: {exc}[/red]")
         return 1
@@ -85,14 +97,50 @@ def run_demo(once: bool, results: int, timeout: float) -> int:
         return 0
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+WRITE_EVERY_S = 3.0  # a new result on a random peer, so the replication stays visible
+
+
+def how_to_talk(cluster: LocalCluster, dashboard: str | None = None) -> Text:
+    """The lines under the table: how to reach the demo peers from another terminal."""
+    socket = cluster.peers[1].socket if len(cluster.peers) > 1 else cluster.peers[0].socket
+    lines = [
+        "Talk to the demo peers from another terminal:",
+        f"  export DUCKPEER_SOCKET={socket}",
+        "  peerctl status",
+        '  peerctl query "SELECT model_id, count(*) FROM performance_results GROUP BY 1"',
+        "  peerctl record --model my-model --hardware cpu --throughput 120 --latency 8.3",
+        f"A new result is written on a random peer every {WRITE_EVERY_S:g} s; Ctrl-C stops all.",
+    ]
+    if dashboard:
+        lines.append(f"Dashboard: {dashboard}")
+    return Text("\n".join(lines) + "\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _watch(
-    console: Console, cluster: LocalCluster, started: float, once: bool, timeout: float
+    console: Console,
+    cluster: LocalCluster,
+    started: float,
+    once: bool,
+    timeout: float,
+    dashboard: str | None = None,
 ) -> int:
     converged_at = None
+    rng = random.Random()
+    next_write = time.monotonic() + WRITE_EVERY_S
     with Live(console=console, refresh_per_second=10) as live:
         while True:
             table, done = _table(cluster, started)
-            live.update(table)
+            live.update(Group(table, how_to_talk(cluster, dashboard)))
             if done and converged_at is None:
                 converged_at = time.monotonic() - started
                 if once:
@@ -100,8 +148,18 @@ def _watch(
             if converged_at is None and time.monotonic() - started > timeout:
                 console.print(f"[red]not converged after {timeout} s[/red]")
                 return 1
+            if converged_at is not None and time.monotonic() >= next_write:
+                _write_one(rng.choice(cluster.peers), rng)
+                next_write = time.monotonic() + WRITE_EVERY_S
             time.sleep(0.1)
     console.print(
         f"[green]all three peers hold the same database CID after {converged_at:.2f} s[/green]"
     )
     return 0
+
+
+def _write_one(peer: LocalPeer, rng: random.Random) -> None:
+    """One fresh result on ``peer`` (what a benchmark run would record)."""
+    row = {k: v[0] for k, v in sample_results(1, seed=rng.randrange(1 << 30)).items()}
+    with peer.client() as client:
+        client.ingest_columns({k: [v] for k, v in row.items()})

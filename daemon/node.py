@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import trio
 from daemon.config import Config
 from daemon.metrics.counters import Metrics
 from daemon.ratelimit import RateLimiter
-from daemon.store.database import ApplyResult, Store
+from daemon.store.database import ApplyResult, Store, StoreError
 from daemon.store.signing import Signer, signature_problem
 from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES
@@ -38,6 +39,50 @@ class PeerState:
     last_dial: float = float("-inf")  # when we last dialed it on hearing its announce
 
 
+# Converting a large result to Python objects (and encoding it) holds the GIL; query
+# workers take this lock around each slice of such work, so the event loop competes
+# with one of them at a time for the GIL rather than with all of them.
+PYTHON_WORK = threading.Lock()
+
+
+class QueryBusy(StoreError):
+    """Every query worker is busy and the queue is full."""
+
+
+class QueryPool:
+    """Worker threads for queries, apart from the store reads of control methods,
+    replication and gossip, with a bounded queue: a caller beyond it is refused at once
+    (``QueryBusy``) rather than left waiting."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.workers, self.queue = workers, queue
+        self._limiter = trio.CapacityLimiter(workers)
+        self._inside = 0  # running + waiting
+
+    @property
+    def running(self) -> int:
+        """Queries running now."""
+        return int(self._limiter.borrowed_tokens)
+
+    @property
+    def waiting(self) -> int:
+        """Queries queued for a worker."""
+        return self._inside - self.running
+
+    async def run(self, fn: Callable[[Store], T], store: Store) -> T:
+        """Run ``fn(store)`` in a query worker; not abandoned on cancel."""
+        if self._inside >= self.workers + self.queue:
+            raise QueryBusy(
+                f"{self.running} queries running and {self.waiting} waiting "
+                f"(query_workers {self.workers}, query_queue {self.queue}); try again"
+            )
+        self._inside += 1
+        try:
+            return await trio.to_thread.run_sync(fn, store, limiter=self._limiter)
+        finally:
+            self._inside -= 1
+
+
 class Node:
     """Owns the store and serializes writes to it; everything else reads from here."""
 
@@ -52,9 +97,11 @@ class Node:
         self.peers: dict[str, PeerState] = {}
         self.network: Network | None = None
         self.monitor: Any = None  # daemon.monitor.service.Monitor, set by its service
+        self.watches: Any = None  # daemon.watch.service.Watches, set by its service
         self.started_at = time.time()
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(4)
+        self.queries = QueryPool(config.query_workers, config.query_queue)
         self._changed = trio.Event()
         self.sync_limiter = RateLimiter(config.sync_requests_per_second, 20)
         self.gossip_limiter = RateLimiter(config.gossip_per_peer_per_second, 100)
@@ -84,8 +131,13 @@ class Node:
         return await trio.to_thread.run_sync(fn, self.store, limiter=self._write_limiter)
 
     async def read(self, fn: Callable[[Store], T]) -> T:
-        """Run a read-only ``fn(store)`` in a reader thread."""
+        """Run a read-only ``fn(store)`` in a reader thread (control methods,
+        replication: short reads that must not wait behind queries)."""
         return await trio.to_thread.run_sync(fn, self.store, limiter=self._read_limiter)
+
+    async def query(self, fn: Callable[[Store], T]) -> T:
+        """Run a query ``fn(store)`` in the query pool (QueryBusy when it is full)."""
+        return await self.queries.run(fn, self.store)
 
     async def commit_local(self, build: Callable[[Store], Sequence[TableChanges]]) -> Decoded:
         """Build row changes and commit them as our next changeset, atomically."""
@@ -161,7 +213,8 @@ class Node:
 
     def load(self) -> float:
         """A rough load figure gossiped to peers (busy reader/writer slots)."""
-        return float(self._read_limiter.borrowed_tokens + self._write_limiter.borrowed_tokens)
+        busy = self._read_limiter.borrowed_tokens + self._write_limiter.borrowed_tokens
+        return float(busy + self.queries.running)
 
     def connected_peers(self) -> list[str]:
         """Peer ids we hold a connection to."""

@@ -8,28 +8,50 @@ socket; 4 ingest finished but skipped bad rows.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from peerctl import cmd_cache, cmd_conflicts, cmd_distq, cmd_kg, cmd_monitor, cmd_snapshot
+from peerctl import (
+    cmd_cache,
+    cmd_conflicts,
+    cmd_distq,
+    cmd_kg,
+    cmd_monitor,
+    cmd_snapshot,
+    cmd_watch,
+)
 from peerctl.client import Client, ClientError
+from peerctl.formats.command import add_format_flags, ingest_format
 from peerctl.output import Progress, print_fields, print_json, print_table
-from peerctl.usage import Parser, UsageError
+from peerctl.usage import (
+    Parser,
+    UsageError,
+    VersionAction,
+    check_tabular_file,
+    check_utf8,
+    int_in,
+    non_negative,
+    positive_int,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
 INGEST_CHUNK = 122_880  # one DuckDB row group per changeset: written once, never rewritten
+CHUNK_SIZE = int_in(1, 1_000_000)
 
 
 # Command groups in their own modules; each has ``register(sub, common)`` adding
 # its subcommands with ``set_defaults(run=fn)`` where ``fn(client, args) -> exit code``.
-COMMAND_MODULES = (cmd_conflicts, cmd_kg, cmd_cache, cmd_snapshot, cmd_monitor, cmd_distq)
+COMMAND_MODULES = (cmd_conflicts, cmd_kg, cmd_cache, cmd_snapshot, cmd_monitor, cmd_distq,
+                   cmd_watch)  # fmt: skip
 
 
 def build_parser() -> Parser:
     """All ``peerctl`` commands and flags."""
     parser = Parser(prog="peerctl", description="Control a local duckpeerd.")
     parser.add_argument("--socket", help="control socket (env DUCKPEER_SOCKET)")
+    parser.add_argument("--version", action=VersionAction)
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -47,25 +69,26 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_record)
     p.add_argument("--model", required=True)
     p.add_argument("--hardware", required=True)
-    p.add_argument("--throughput", type=float, required=True)
-    p.add_argument("--latency", type=float, required=True)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--throughput", type=non_negative, required=True)
+    p.add_argument("--latency", type=non_negative, required=True)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--precision")
-    p.add_argument("--memory-mb", type=float)
+    p.add_argument("--memory-mb", type=non_negative)
     p.add_argument("--test-case")
     p.add_argument("--device-name")
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
     p.set_defaults(run=cmd_ingest)
     p.add_argument("file")
-    p.add_argument("--chunk-size", type=int, default=INGEST_CHUNK, help="rows per changeset")
+    p.add_argument("--chunk-size", type=CHUNK_SIZE, default=INGEST_CHUNK, help="rows per changeset")
+    add_format_flags(p)
     p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
     p.set_defaults(run=cmd_import_db)
     p.add_argument("file")
-    p.add_argument("--chunk-size", type=int, default=50_000)
+    p.add_argument("--chunk-size", type=CHUNK_SIZE, default=50_000)
     p = sub.add_parser("query", parents=[common], help="read-only SQL over the tables")
     p.set_defaults(run=cmd_query)
     p.add_argument("sql")
-    p.add_argument("--max-rows", type=int)
+    p.add_argument("--max-rows", type=positive_int)
     p.add_argument(
         "--format",
         choices=["table", "csv", "json", "parquet"],
@@ -78,6 +101,9 @@ def build_parser() -> Parser:
     p.add_argument("table")
     p.add_argument("key")
     p.add_argument("--set", action="append", required=True, metavar="COL=VALUE")
+    p = sub.add_parser("completion", help="shell completion script (bash, zsh, fish)")
+    p.set_defaults(run=cmd_completion)
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p = sub.add_parser("delete", parents=[common], help="delete one row")
     p.set_defaults(run=cmd_delete)
     p.add_argument("table")
@@ -88,21 +114,49 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``peerctl`` console script."""
+    """Entry point of the ``peerctl`` console script: errors are one line on stderr."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        check_utf8(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete)
+            import argcomplete
+
+            argcomplete.autocomplete(parser)
+        args = parser.parse_args(argv)
         with Client(args.socket) as client:
             run: Callable[[Client, argparse.Namespace], int] = args.run
             return run(client, args)
     except UsageError as exc:
-        print(f"peerctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE)
     except ClientError as exc:
-        print(f"peerctl: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("peerctl: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (``peerctl ... | head``): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a file of ours: unwritable --out, unreadable input...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_USAGE)
+    except Exception as exc:  # a bug: still one line (PEERCTL_DEBUG=1 shows the traceback)
+        if os.environ.get("PEERCTL_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _fail(message: str, code: int) -> int:
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"peerctl: {first}", file=sys.stderr)
+    return code
+
+
+def cmd_completion(client: Client, args: argparse.Namespace) -> int:
+    """Print the completion script; e.g. ``eval "$(peerctl completion bash)"``."""
+    import argcomplete
+
+    print(argcomplete.shellcode(["peerctl"], shell=args.shell))
+    return EXIT_OK
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -149,11 +203,12 @@ def cmd_sync(client: Client, args: argparse.Namespace) -> int:
         print_json(result)
     else:
         for p in result["peers"]:
-            detail = p.get("error") or (
-                f"received {p['received']}, applied {p['applied']}, "
-                f"conflicts {p['conflicts']}" + (f", pushed {p['pushed']}" if "pushed" in p else "")
-            )
-            print(f"{p['peer']}: {detail}")
+            if "error" in p:
+                print(f"peerctl: {p['peer']}: {p['error']}", file=sys.stderr)
+                continue
+            pushed = f", pushed {p['pushed']}" if "pushed" in p else ""
+            print(f"{p['peer']}: received {p['received']}, applied {p['applied']}, "
+                  f"conflicts {p['conflicts']}{pushed}")  # fmt: skip
         print(
             f"pulled {result['pulled']} changesets, {result['conflicts']} conflicts found; "
             f"db_cid {result['db_cid']}"
@@ -184,14 +239,17 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     from peerctl.ingest import ingest_file, skip_pandas
     from peerctl.records import RecordFileError
 
-    if args.chunk_size < 1:
-        raise UsageError("--chunk-size must be positive")
+    if args.format:
+        return ingest_format(client, args)
+    check_tabular_file(args.file)
     skip_pandas()
     try:
         summary = ingest_file(client, Path(args.file), args.chunk_size)
     except RecordFileError as exc:
         raise UsageError(str(exc)) from exc
     bad = summary["errors"]
+    if not summary["rows"] and not summary["bad_rows"]:
+        raise UsageError(f"{args.file}: no records found")
     if args.json:
         print_json(summary)
     else:
@@ -209,8 +267,6 @@ def cmd_import_db(client: Client, args: argparse.Namespace) -> int:
 
     from peerctl.importdb import LegacyDbError, read_legacy
 
-    if args.chunk_size < 1:
-        raise UsageError("--chunk-size must be positive")
     summary: dict[str, dict[str, int]] = {}
     progress = Progress(None, f"import {Path(args.file).name}")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from protocol import control
@@ -132,6 +133,33 @@ class Client:
         if not response.ok:
             raise RequestFailed(response.error_code or "error", response.error or "failed")
         return response.result
+
+    def stream(self, method: str, **params: Any) -> Iterator[Any]:
+        """Call a method whose result is a stream (``watch``): yield each item until
+        the daemon ends it. Closing the generator (or the client) ends the stream."""
+        self.send(method, **params)
+        sock = self._connect()
+        try:
+            while True:
+                try:
+                    response = control.decode_response(self._read_frame(sock))
+                except (OSError, ProtocolError) as exc:
+                    raise DaemonUnavailable(f"connection to duckpeerd failed: {exc}") from exc
+                if not response.ok:
+                    raise RequestFailed(response.error_code or "error", response.error or "")
+                if not response.more:
+                    return
+                yield response.result
+        finally:
+            self.close()  # the daemon ends a stream when its connection closes
+
+    def watch(self, sql: str) -> Iterator[dict[str, Any]]:
+        """A live subscription: the query's rows (a ``snapshot`` event), then each change
+        as writes arrive from any peer: ``added`` / ``changed`` / ``removed`` events with
+        the ``row`` (and ``old`` row), the writers' peer ids in ``origins`` and the
+        ``db_cid``; ``lagged`` and a fresh ``snapshot`` when it read too slowly."""
+        for item in self.stream("watch", sql=sql):
+            yield from item["events"]
 
     def _read_frame(self, sock: socket.socket) -> bytes:
         while (frame := self._decoder.next_frame()) is None:
@@ -351,17 +379,22 @@ class Client:
     def execute_distributed_query(
         self,
         query: str,
-        partition_strategy: str = "hash",
+        partition_strategy: str = "range",
         nodes: int | None = None,
         column: str | None = None,
         max_rows: int | None = None,
+        explain: bool = False,
+        equal_shares: bool = False,
     ) -> dict[str, Any]:
         """Run a SELECT as map fragments over peers at our database CID plus a reduce.
 
         Returns ``columns``, ``rows``, ``node_count``, ``execution_ms``, ``node_timings``
-        (per peer: partitions, rows, ms, failures), ``distributed`` and, when the query
-        ran on one node, ``reason``. ``partition_strategy``: hash, round_robin or range
-        (on ``column``, by quantiles).
+        (per peer: partitions, share, rows, ms, rows and row groups scanned, failures),
+        ``distributed`` and, when the query ran on one node, ``reason``.
+        ``partition_strategy``: range, round_robin or hash (key ranges of result_id
+        sized by each peer's capacity; ``range`` on another ``column`` by quantiles).
+        ``explain``: only say how it would be split (each partition's peer, share, SQL).
+        ``equal_shares``: the same share for every node, whatever its capacity.
         """
         return self.call(  # type: ignore[no-any-return]
             "query_distributed",
@@ -370,15 +403,18 @@ class Client:
             nodes=nodes,
             column=column,
             max_rows=max_rows,
+            **({"explain": True} if explain else {}),
+            **({"equal_shares": True} if equal_shares else {}),
         )
 
     def map_reduce(
         self,
         map_sql: str,
         reduce_sql: str,
-        partition_strategy: str = "hash",
+        partition_strategy: str = "range",
         nodes: int | None = None,
         column: str | None = None,
+        equal_shares: bool = False,
     ) -> dict[str, Any]:
         """A custom job: ``map_sql`` on every partition of performance_results, then
         ``reduce_sql`` over their union, a table named ``partials``."""
@@ -389,6 +425,7 @@ class Client:
             strategy=partition_strategy,
             nodes=nodes,
             column=column,
+            **({"equal_shares": True} if equal_shares else {}),
         )
 
     def get_cluster_status(self) -> dict[str, Any]:

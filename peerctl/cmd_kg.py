@@ -8,6 +8,7 @@ from typing import Any
 
 from peerctl.client import Client
 from peerctl.output import print_json, print_table
+from peerctl.usage import float_in, int_in
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -16,11 +17,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     kgsub = kg.add_subparsers(dest="kg_command", required=True, parser_class=type(kg))
     p = kgsub.add_parser("similar", parents=[common], help="most similar configurations/models")
     p.add_argument("node", help="model|hardware|batch|precision, or a model id")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--min-similarity", type=float, default=-1.0)
+    p.add_argument("--top-k", type=int_in(1, 10_000), default=10)
+    p.add_argument("--min-similarity", type=float_in(-1.0, 1.0), default=-1.0)
     p.set_defaults(run=cmd_similar)
     p = kgsub.add_parser("patterns", parents=[common], help="speed-ups, scaling, regressions")
-    p.add_argument("--limit", type=int, default=20, help="rows per pattern kind")
+    p.add_argument("--limit", type=int_in(1, 100_000), default=20, help="rows per pattern kind")
     p.set_defaults(run=cmd_patterns)
     p = kgsub.add_parser("compat", parents=[common], help="model x hardware compatibility")
     p.set_defaults(run=cmd_compat)

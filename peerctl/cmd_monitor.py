@@ -15,6 +15,7 @@ from typing import Any
 
 from peerctl.client import Client
 from peerctl.output import print_json, print_table
+from peerctl.usage import float_in
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -36,11 +37,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when degraded too")
     p.set_defaults(run=cmd_health)
     p = sub.add_parser("top", parents=[common], help="live dashboard: peers, rates, alerts")
-    p.add_argument("--interval", type=float, default=1.0, help="refresh every N seconds")
+    p.add_argument("--interval", type=float_in(0.05, 3600), default=1.0,
+                   help="refresh every N seconds")  # fmt: skip
     p.add_argument("--once", action="store_true", help="draw one frame and exit")
     p.set_defaults(run=cmd_top)
     p = sub.add_parser("verify", parents=[common], help="ask every peer for CID and vector")
-    p.add_argument("--timeout", type=float, default=5.0, help="per-peer answer deadline, s")
+    p.add_argument("--timeout", type=float_in(0, 60, low_open=True), default=5.0,
+                   help="per-peer answer deadline, s")  # fmt: skip
     p.set_defaults(run=cmd_verify)
     p = sub.add_parser("report", parents=[common], help="HTML report with charts")
     p.add_argument("--out", default="report.html", help="HTML file to write")
@@ -190,10 +193,13 @@ def _print_verify(report: dict[str, Any]) -> None:
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from peerctl.report import gather, write_report
+    from peerctl.report import check_writable, gather, write_report
 
     out = Path(args.out)
     png_dir = Path(args.png_dir) if args.png_dir else None
+    problem = check_writable(out, png_dir)
+    if problem:
+        return _usage(problem)
     data = gather(client, args.window)
     charts = write_report(data, out, png_dir)
     summary = {"out": str(out), "charts": [c.slug for c in charts], "bytes": out.stat().st_size,

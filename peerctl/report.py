@@ -15,6 +15,7 @@ import datetime
 import html
 import io
 import itertools
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,6 +353,21 @@ def _regressions_table(rows: list[dict[str, Any]]) -> str:
     )
     return ("<table><tr><th>family</th><th>hardware</th><th>from</th><th>to</th>"
             f"<th>before</th><th>after</th><th>change</th></tr>{cells}</table>")  # fmt: skip
+
+
+def check_writable(out: Path, png_dir: Path | None = None) -> str | None:
+    """Why ``out`` (and ``png_dir``) cannot be written, or None: checked before the
+    report is gathered, so a typo costs no queries."""
+    if out.is_dir():
+        return f"--out {out} is a directory"
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        return f"--out {out}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return f"--out {out}: not writable"
+    if png_dir is not None and png_dir.exists() and not png_dir.is_dir():
+        return f"--png-dir {png_dir} is not a directory"
+    return None
 
 
 def write_report(data: ReportData, out: Path, png_dir: Path | None = None) -> list[Chart]:

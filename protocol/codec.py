@@ -6,7 +6,7 @@ helpers, so malformed input always surfaces as :class:`RemoteProtocolError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import msgpack
@@ -32,6 +32,33 @@ def pack(obj: object) -> bytes:
         return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode: {exc}") from exc
+
+
+def pack_pieces(obj: object, items: int = 2048) -> Iterator[bytes]:
+    """:func:`pack` of ``obj`` in consecutive pieces (``b"".join`` gives the same
+    bytes): arrays longer than ``items`` are encoded ``items`` elements at a time, so a
+    caller can pause between pieces (each ``packb`` call holds the GIL throughout)."""
+    if isinstance(obj, dict):
+        yield _header(len(obj), 0x80, 0xDE)
+        for key, value in obj.items():
+            yield pack(key)
+            yield from pack_pieces(value, items)
+    elif isinstance(obj, list | tuple) and len(obj) > items:
+        yield _header(len(obj), 0x90, 0xDC)
+        for start in range(0, len(obj), items):
+            chunk = list(obj[start : start + items])
+            yield pack(chunk)[len(_header(len(chunk), 0x90, 0xDC)) :]
+    else:
+        yield pack(obj)
+
+
+def _header(n: int, fix: int, tag16: int) -> bytes:
+    """msgpack's array (0x90/0xdc) or map (0x80/0xde) header for ``n`` entries."""
+    if n < 16:
+        return bytes([fix | n])
+    if n < 1 << 16:
+        return bytes([tag16]) + n.to_bytes(2, "big")
+    return bytes([tag16 + 1]) + n.to_bytes(4, "big")
 
 
 def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> Any:

@@ -6,6 +6,7 @@ result or an error with a stable code that the CLI maps to its exit code.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
 
 from protocol import codec
@@ -40,6 +41,16 @@ def param(params: dict[str, Any], name: str, kind: type, required: bool = True) 
     return value
 
 
+class ControlStream:
+    """A method's result that is a stream (``watch``): the server sends each item of
+    ``items`` as a response with ``more`` set, then a last one, and calls ``close()``
+    when the stream ends or the caller goes away."""
+
+    def __init__(self, items: AsyncIterator[Any], close: Callable[[], None]) -> None:
+        self.items = items
+        self.close = close
+
+
 class ControlRequest(NamedTuple):
     """One call: ``method`` with ``params``; ``id`` echoes in the response."""
 
@@ -49,12 +60,15 @@ class ControlRequest(NamedTuple):
 
 
 class ControlResponse(NamedTuple):
-    """Result of one call. ``error_code`` is None on success."""
+    """Result of one call. ``error_code`` is None on success. ``more`` marks one item of
+    a streamed result (``watch``): more responses with the same id follow, the last
+    without ``more``."""
 
     id: int
     result: Any = None
     error_code: str | None = None
     error: str | None = None
+    more: bool = False
 
     @property
     def ok(self) -> bool:
@@ -83,10 +97,23 @@ def decode_request(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlReq
 
 
 def encode_response(resp: ControlResponse) -> bytes:
-    """Encode a control response."""
-    return codec.pack(
-        {"v": WIRE_VERSION, "id": resp.id, "r": resp.result, "c": resp.error_code, "e": resp.error}
-    )
+    """Encode a control response (``more`` only when set: one-shot responses keep the
+    exact bytes they always had)."""
+    return codec.pack(_response_map(resp))
+
+
+def encode_response_pieces(resp: ControlResponse, items: int = 2048) -> Iterator[bytes]:
+    """:func:`encode_response` in pieces (their concatenation is the same bytes): a large
+    result is encoded a slice at a time, so the encoder can yield between slices."""
+    return codec.pack_pieces(_response_map(resp), items)
+
+
+def _response_map(resp: ControlResponse) -> dict[str, Any]:
+    raw = {"v": WIRE_VERSION, "id": resp.id, "r": resp.result, "c": resp.error_code,
+           "e": resp.error}  # fmt: skip
+    if resp.more:
+        raw["m"] = True
+    return raw
 
 
 def decode_response(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlResponse:
@@ -101,4 +128,5 @@ def decode_response(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlRe
         result=raw.get("r"),
         error_code=None if code is None else expect_str(code, "response.code", 64),
         error=None if error is None else expect(error, str, "response.error"),
+        more=raw.get("m") is True,
     )

@@ -76,6 +76,7 @@ class SyncError:
 
 MAX_FRAGMENT_SQL = 100_000
 MAX_PARTITIONS = 256
+MAX_CHUNKS = 1024  # key-range chunks of a ``keys`` partitioning (bounds: one fewer)
 Bound = int | float | str
 
 
@@ -85,8 +86,10 @@ class QueryFragment:
 
     ``assignments`` names which peer runs which partitions (gossip reaches everyone;
     peers not named ignore it). Each peer restricts ``sql`` to its partitions of the
-    fact table by ``strategy`` (``column`` and ``bounds`` for ``range``) and streams
-    the partial results back to ``coordinator`` before ``deadline_ms`` passes.
+    fact table by ``strategy`` and streams the partial results back to ``coordinator``
+    before ``deadline_ms`` passes. Under ``keys``, ``bounds`` cut ``column`` into
+    ``len(bounds) + 1`` chunks and ``owners[j]`` is the partition chunk ``j`` belongs to;
+    the older strategies (``hash``, ``round_robin``, ``range``) leave ``owners`` empty.
     """
 
     query_id: str
@@ -99,17 +102,25 @@ class QueryFragment:
     column: str = ""
     bounds: tuple[Bound, ...] = ()
     deadline_ms: int = 30_000
+    owners: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class PartialResult:
-    """One partition's map output (Arrow IPC stream bytes) on the result stream."""
+    """One partition's map output (Arrow IPC stream bytes) on the result stream.
+
+    ``scanned_rows`` / ``row_groups`` / ``row_groups_total`` say what the slice cost the
+    sender: rows in the row groups its scan had to read, of how many (0 = not known).
+    """
 
     query_id: str
     partition: int
     data: bytes
     rows: int = 0
     elapsed_ms: float = 0.0
+    scanned_rows: int = 0
+    row_groups: int = 0
+    row_groups_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,9 +132,21 @@ class PartialFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """What a fragment worker offers, sent on its query stream: CPU cores, the host's
+    1-minute load average and its busy database slots (coordinators size slices by it)."""
+
+    cores: int
+    load: float = 0.0
+    busy: float = 0.0
+
+
+MAX_CORES = 65536
+
 Message = (
     Announce | SyncRequest | SyncBlock | SyncEnd | SyncError | QueryFragment | PartialResult
-    | PartialFailed
+    | PartialFailed | Capacity
 )  # fmt: skip
 
 
@@ -231,6 +254,7 @@ def _fragment_to_wire(m: QueryFragment) -> tuple[str, dict[str, Any]]:
         "col": m.column,
         "bounds": list(m.bounds),
         "deadline": m.deadline_ms,
+        "owner": list(m.owners),
     }
 
 
@@ -251,8 +275,13 @@ def _fragment_from_wire(raw: dict[str, Any]) -> QueryFragment:
             for peer, parts in assign.items()
         },
         column=expect_str(raw.get("col", ""), "fragment.col", 128),
-        bounds=tuple(expect_list_of(raw.get("bounds", []), "fragment.bounds", _bound, n)),
+        bounds=tuple(
+            expect_list_of(raw.get("bounds", []), "fragment.bounds", _bound, MAX_CHUNKS - 1)
+        ),
         deadline_ms=expect_int(raw.get("deadline", 30_000), "fragment.deadline", 1, 3_600_000),
+        owners=tuple(
+            expect_list_of(raw.get("owner", []), "fragment.owner", _partition(n), MAX_CHUNKS)
+        ),
     )
 
 
@@ -280,6 +309,9 @@ def _partial_to_wire(m: PartialResult) -> tuple[str, dict[str, Any]]:
         "data": m.data,
         "rows": m.rows,
         "ms": m.elapsed_ms,
+        "srows": m.scanned_rows,
+        "rg": m.row_groups,
+        "rgt": m.row_groups_total,
     }
 
 
@@ -293,6 +325,9 @@ def _partial_from_wire(raw: dict[str, Any]) -> PartialResult:
         data=expect(raw["data"], bytes, "partial.data"),
         rows=expect_int(raw.get("rows", 0), "partial.rows"),
         elapsed_ms=float(elapsed),
+        scanned_rows=expect_int(raw.get("srows", 0), "partial.srows"),
+        row_groups=expect_int(raw.get("rg", 0), "partial.rg"),
+        row_groups_total=expect_int(raw.get("rgt", 0), "partial.rgt"),
     )
 
 
@@ -308,6 +343,28 @@ def _partial_failed_from_wire(raw: dict[str, Any]) -> PartialFailed:
     )
 
 
+def _capacity_to_wire(m: Capacity) -> tuple[str, dict[str, Any]]:
+    return "capacity", {"cores": m.cores, "load": m.load, "busy": m.busy}
+
+
+def _capacity_from_wire(raw: dict[str, Any]) -> Capacity:
+    return Capacity(
+        cores=expect_int(raw["cores"], "capacity.cores", 1, MAX_CORES),
+        load=_number(raw.get("load", 0.0), "capacity.load"),
+        busy=_number(raw.get("busy", 0.0), "capacity.busy"),
+    )
+
+
+def _number(value: object, what: str) -> float:
+    """A finite, non-negative number (an int is accepted)."""
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        raise RemoteProtocolError(f"{what}: expected a number")
+    number = float(value)
+    if not 0.0 <= number < float("inf"):
+        raise RemoteProtocolError(f"{what}: {value!r} is not a finite number >= 0")
+    return number
+
+
 _TO_WIRE: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     Announce: _announce_to_wire,
     SyncRequest: _request_to_wire,
@@ -317,6 +374,7 @@ _TO_WIRE: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     QueryFragment: _fragment_to_wire,
     PartialResult: _partial_to_wire,
     PartialFailed: _partial_failed_to_wire,
+    Capacity: _capacity_to_wire,
 }
 _FROM_WIRE: dict[str, Callable[[dict[str, Any]], Message]] = {
     "announce": _announce_from_wire,
@@ -327,4 +385,5 @@ _FROM_WIRE: dict[str, Callable[[dict[str, Any]], Message]] = {
     "fragment": _fragment_from_wire,
     "partial": _partial_from_wire,
     "partial_failed": _partial_failed_from_wire,
+    "capacity": _capacity_from_wire,
 }

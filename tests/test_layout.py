@@ -7,13 +7,14 @@ and those below it, never from a higher one):
 
     0 protocol
     1 daemon.store
-    2 daemon.metrics, daemon.config, daemon.ratelimit, daemon.logs, daemon.sdnotify,
+    2 daemon.metrics, daemon.config, daemon.configcheck, daemon.ratelimit, daemon.logs,
+      daemon.sdnotify,
       daemon.net.network, daemon.net.framed   (the foundation the node stands on)
     3 daemon.node
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
-      daemon.monitor   (features)
-    6 daemon.control
+      daemon.monitor, daemon.watch   (features)
+    6 daemon.control, daemon.web   (they serve the capabilities' methods to callers)
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
     9 daemon.cli, daemon.demo, daemon.localcluster, daemon.__main__   (they start
@@ -35,6 +36,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.net.framed", 2),
     ("daemon.metrics", 2),
     ("daemon.config", 2),
+    ("daemon.configcheck", 2),  # config.py merges the sources, configcheck.py checks them
     ("daemon.ratelimit", 2),
     ("daemon.logs", 2),
     ("daemon.sdnotify", 2),
@@ -46,7 +48,9 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.kg", 5),
     ("daemon.snapshot", 5),
     ("daemon.monitor", 5),
+    ("daemon.watch", 5),
     ("daemon.control", 6),
+    ("daemon.web", 6),
     ("daemon.app", 7),
     ("peerctl", 8),
     ("daemon.cli", 9),

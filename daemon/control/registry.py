@@ -21,6 +21,7 @@ from daemon.node import Node
 from daemon.query import arrow_methods, cache_methods
 from daemon.query import methods as query_methods
 from daemon.snapshot import methods as snapshot_methods
+from daemon.watch import methods as watch_methods
 from daemon.writes import conflict_methods
 from daemon.writes import methods as write_methods
 
@@ -36,6 +37,7 @@ METHOD_MODULES: tuple[ModuleType, ...] = (
     snapshot_methods,
     monitor_methods,
     distq_methods,
+    watch_methods,
 )
 
 

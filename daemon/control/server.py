@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
+from daemon.configcheck import socket_answers
+from daemon.control.limits import Budget, ControlLimits, FrameReader, FrameTooSlow
 from daemon.control.peercred import Access, Authorizer, peer_credentials
-from daemon.net.framed import FramedStream, StreamClosedError, TrioByteStream
+from daemon.node import PYTHON_WORK
 from protocol import control
-from protocol.control import ControlError, ControlRequest, ControlResponse
+from protocol.control import ControlError, ControlRequest, ControlResponse, ControlStream
 from protocol.errors import ProtocolError
+from protocol.framing import HEADER
 
 log = structlog.get_logger("control")
 
-IDLE_TIMEOUT = 3600.0
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -37,7 +37,7 @@ async def bind_control_socket(path: Path) -> trio.socket.SocketType:
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise SocketInUse(f"{path} exists and is not a socket")
-        if await _answers(path):
+        if await trio.to_thread.run_sync(socket_answers, path):
             raise SocketInUse(f"another daemon is listening on {path}")
         path.unlink()
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -51,19 +51,7 @@ async def bind_control_socket(path: Path) -> trio.socket.SocketType:
     return sock
 
 
-async def _answers(path: Path) -> bool:
-    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await probe.connect(str(path))
-    except OSError as exc:
-        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            return False
-        raise
-    finally:
-        probe.close()
-    return True
-
-
+LARGE_ITEMS = 2048  # a result with a longer list is encoded off the event loop
 WRITE_METHODS = frozenset(
     {
         "record",
@@ -91,15 +79,18 @@ async def serve_control(
     authorize: Authorizer | None = None,
     on_refused: Callable[[], None] = lambda: None,
     max_frame: int = control.MAX_CONTROL_FRAME,
+    limits: ControlLimits | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve control requests on ``path`` until cancelled; remove the socket file after.
 
     ``authorize`` judges each connection by its SO_PEERCRED credentials (None: anyone
-    who can open the socket file may do anything).
+    who can open the socket file may do anything). ``limits`` bound connections,
+    buffered bytes and time per frame (``daemon.control.limits``).
     """
     sock = await bind_control_socket(path)
-    policy = Policy(handlers, on_malformed, authorize, on_refused, max_frame)
+    limits = limits or ControlLimits(max_frame)
+    policy = Policy(handlers, on_malformed, authorize, on_refused, limits)
     try:
         listener = trio.SocketListener(sock)
         task_status.started()
@@ -110,15 +101,21 @@ async def serve_control(
             path.unlink()
 
 
-@dataclass
 class Policy:
     """Serves connections: credentials first, then requests the caller may make."""
 
-    handlers: dict[str, Handler]
-    on_malformed: Callable[[], None]
-    authorize: Authorizer | None
-    on_refused: Callable[[], None]
-    max_frame: int = control.MAX_CONTROL_FRAME
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        on_malformed: Callable[[], None],
+        authorize: Authorizer | None,
+        on_refused: Callable[[], None],
+        limits: ControlLimits,
+    ) -> None:
+        self.handlers, self.on_malformed = handlers, on_malformed
+        self.authorize, self.on_refused, self.limits = authorize, on_refused, limits
+        self.budget = Budget(limits.max_buffered)
+        self.connections = 0
 
     def access(self, stream: trio.SocketStream) -> tuple[Access, str]:
         if self.authorize is None:
@@ -130,37 +127,59 @@ class Policy:
         return self.authorize(caller), f"pid {caller.pid} uid {caller.uid} gid {caller.gid}"
 
     async def serve(self, stream: trio.SocketStream) -> None:
+        if self.connections >= self.limits.max_connections:
+            self.on_refused()
+            log.warning("control connection refused: too many", limit=self.connections)
+            await _refuse(stream, "busy", f"more than {self.limits.max_connections} control "
+                          "connections (control_max_connections)")  # fmt: skip
+            return
+        self.connections += 1
+        try:
+            await self._serve(stream)
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
         access, who = self.access(stream)
-        framed = FramedStream(TrioByteStream(stream), self.max_frame, IDLE_TIMEOUT)
+        reader = FrameReader(stream, self.limits, self.budget)
         try:
             if access is Access.NONE:
                 self.on_refused()
                 log.warning("control caller refused", caller=who)
                 # Read the request first: closing with it unread resets the connection,
                 # and the caller would see a broken pipe instead of the refusal.
-                await framed.receive()
-                await framed.send(control.encode_response(
-                    ControlResponse(0, None, "forbidden", f"{who} may not use this daemon")
-                ))  # fmt: skip
+                await reader.receive()
+                await _send(stream, ControlResponse(0, None, "forbidden",
+                                                    f"{who} may not use this daemon"))  # fmt: skip
                 return
-            await self._requests(framed, access, who)
-        except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+            await self._requests(stream, reader, access, who)
+        except FrameTooSlow as exc:
             self.on_malformed()
-            log.info("control connection dropped", error=f"{type(exc).__name__}: {exc}")
+            log.info("control connection dropped", caller=who, error=str(exc))
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await _send(stream, ControlResponse(0, None, "busy", str(exc)))
+        except (ProtocolError, trio.EndOfChannel, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError) as exc:  # fmt: skip
+            self.on_malformed()
+            log.info("control connection dropped", caller=who,
+                     error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         finally:
-            await framed.aclose()
+            reader.release()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.aclose()
 
-    async def _requests(self, framed: FramedStream, access: Access, who: str) -> None:
-        while (frame := await framed.receive()) is not None:
+    async def _requests(
+        self, stream: trio.SocketStream, reader: FrameReader, access: Access, who: str
+    ) -> None:
+        while (frame := await reader.receive()) is not None:
             try:
-                request = control.decode_request(frame, self.max_frame)
+                request = control.decode_request(frame, self.limits.max_frame)
             except ProtocolError as exc:
                 self.on_malformed()
                 log.warning("malformed control request", caller=who, error=str(exc))
-                await framed.send(
-                    control.encode_response(ControlResponse(0, None, "bad_request", str(exc)))
-                )
+                await _send(stream, ControlResponse(0, None, "bad_request", str(exc)))
                 return
+            del frame  # the decoded request is what is kept while it is handled
             if request.method in WRITE_METHODS and access is not Access.WRITE:
                 self.on_refused()
                 log.warning("control write refused", caller=who, method=request.method)
@@ -169,7 +188,75 @@ class Policy:
                 )
             else:
                 response = await _dispatch(request, self.handlers)
-            await framed.send(control.encode_response(response))
+            if isinstance(response.result, ControlStream):
+                reader.release()
+                await _stream(stream, request.id, response.result)
+                return  # a stream ends its connection
+            await _send(stream, response)
+
+
+async def _send(stream: trio.SocketStream, response: ControlResponse) -> None:
+    """A large result is encoded in a worker thread, a slice at a time: one ``packb``
+    of it held the event loop (and the GIL) for tens of ms, and in the loop even the
+    slices added up to a quarter of its time under five large queries."""
+    if _is_large(response.result):
+        pieces = await trio.to_thread.run_sync(_encode, response)
+    else:
+        pieces = [control.encode_response(response)]
+    await stream.send_all(HEADER.pack(sum(map(len, pieces))))
+    for piece in pieces:
+        await stream.send_all(piece)
+
+
+def _encode(response: ControlResponse) -> list[bytes]:
+    pieces, parts = [], control.encode_response_pieces(response, LARGE_ITEMS)
+    while True:
+        with PYTHON_WORK:  # taken per piece: see daemon.node
+            piece = next(parts, None)
+        if piece is None:
+            return pieces
+        pieces.append(piece)
+
+
+def _is_large(result: Any) -> bool:
+    if isinstance(result, dict):
+        return any(isinstance(v, list) and len(v) > LARGE_ITEMS for v in result.values())
+    return isinstance(result, list) and len(result) > LARGE_ITEMS
+
+
+async def _refuse(stream: trio.SocketStream, code: str, message: str) -> None:
+    """Answer a connection we will not serve, without reading its request."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await _send(stream, ControlResponse(0, None, code, message))
+        await stream.send_eof()
+        with trio.move_on_after(1.0):  # let the caller read the answer before we close
+            while await stream.receive_some(1 << 16):
+                pass
+    await stream.aclose()
+
+
+async def _stream(sock: trio.SocketStream, request_id: int, stream: ControlStream) -> None:
+    """Send a streamed result until it ends or the caller hangs up (the caller ends a
+    stream by closing the connection; anything it sends meanwhile ends it too)."""
+
+    async def caller_left(cancel: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await sock.receive_some(1)  # no idle deadline: a stream may be quiet for hours
+        cancel.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller_left, nursery.cancel_scope)
+            async for item in stream.items:
+                await _send(sock, ControlResponse(request_id, item, more=True))
+            await _send(sock, ControlResponse(request_id, None))
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            aclose = getattr(stream.items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        stream.close()
 
 
 async def _dispatch(request: ControlRequest, handlers: dict[str, Handler]) -> ControlResponse:

@@ -1,12 +1,15 @@
-"""The coordinator of a distributed query: plan, partition, fan out, fail over, reduce.
+"""The coordinator of a distributed query: plan, slice, fan out, fail over, reduce.
 
 The coordinator picks peers connected to it whose gossiped database CID equals its
-own (least loaded first), gives each one partition and keeps the rest, gossips one
-``QueryFragment`` naming who runs what, runs its own partitions meanwhile, and
-collects the peers' partials from ``/duckpeer/query/1`` streams. A peer that fails,
-disconnects or misses the deadline has its partition reassigned to an idle peer, or
-run locally. The database CID is checked before and after every partition, so all
-partitions see the same snapshot and the result equals the single-node result.
+own, weighs them by capacity (daemon/distq/capacity.py), cuts ``result_id`` into key
+ranges sized by those weights (daemon/distq/keyspace.py), sends one ``QueryFragment``
+naming who runs what down each named peer's query link and on gossip, runs its own
+partitions meanwhile, and collects the peers' partials from the links. A peer that
+fails, disconnects or misses the deadline has its partition reassigned to an idle
+peer, or run locally. Every partition reads the database at the query's CID
+(daemon/distq/atcid.py), so the result equals the single-node result; a write that
+lands meanwhile makes the coordinator plan again at the new CID, up to
+``distq_retries`` times.
 """
 
 from __future__ import annotations
@@ -21,15 +24,14 @@ import pyarrow as pa
 import structlog
 import trio
 
-from daemon.distq.plan import (
-    DEFAULT_RANGE_COLUMN,
-    FACT_TABLE,
-    RANGE_COLUMNS,
-    STRATEGIES,
-    Partitioning,
-    partition_sql,
-)
+from daemon.distq.atcid import CidChanged, query_at
+from daemon.distq.capacity import MIN_OBSERVED_ROWS, CapacityModel, local_capacity
+from daemon.distq.keymap import KeyMaps
+from daemon.distq.keyspace import STRATEGIES, expected_rows, key_partitioning, shares
+from daemon.distq.plan import FACT_KEY, FACT_TABLE
 from daemon.distq.reduce import PartialError, from_ipc, reduce_partials
+from daemon.distq.slices import KEYS, RANGE_COLUMNS, Partitioning, fragment_sql
+from daemon.distq.worker import scan_of
 from daemon.node import Node
 from daemon.store.database import Store, StoreError
 from protocol import messages
@@ -50,6 +52,10 @@ class PartitionFailed(Exception):
     """One attempt at one partition failed; the partition is reassigned."""
 
 
+class CidMoved(Exception):
+    """The coordinator's database changed during an attempt: plan again."""
+
+
 @dataclass
 class _Slot:
     event: trio.Event = field(default_factory=trio.Event)
@@ -65,6 +71,12 @@ class NodeTiming:
     rows: int = 0
     ms: float = 0.0
     failed: list[str] = field(default_factory=list)
+    share: float = 0.0  # planned fraction of the table's rows
+    weight: float = 0.0  # capacity weight it was planned with
+    worker_ms: float = 0.0  # time the node itself reported
+    scanned_rows: int = 0
+    row_groups: int = 0
+    row_groups_total: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/msgpack form."""
@@ -74,11 +86,19 @@ class NodeTiming:
             "rows": self.rows,
             "ms": round(self.ms, 3),
             "failed": self.failed,
+            "share": round(self.share, 4),
+            "weight": round(self.weight, 3),
+            "worker_ms": round(self.worker_ms, 3),
+            "scanned_rows": self.scanned_rows,
+            "row_groups_scanned": self.row_groups,
+            "row_groups_total": self.row_groups_total,
         }
 
 
 @dataclass
-class _Job:
+class Job:
+    """One attempt at a distributed query."""
+
     query_id: str
     map_sql: str
     part: Partitioning
@@ -86,14 +106,26 @@ class _Job:
     deadline: float
     me: str
     remotes: list[str]
+    runner: dict[int, str]  # planned runner of each partition (LOCAL = us)
+    weights: dict[str, float]  # capacity weight of each participant
+    share: dict[int, float]  # expected fraction of rows of each partition
+    rows: float  # rows of the fact table, as estimated when planned
     tables: dict[int, pa.Table] = field(default_factory=dict)
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)
     bad: set[str] = field(default_factory=set)
+    sent_at: dict[tuple[int, str], float] = field(default_factory=dict)
     failovers: int = 0
+    attempts: int = 1
+    started: float = field(default_factory=time.perf_counter)
+    phases: dict[str, float] = field(default_factory=dict)
 
     def timing(self, peer: str) -> NodeTiming:
         return self.timings.setdefault(peer, NodeTiming(peer))
+
+    def peer_of(self, i: int) -> str:
+        runner = self.runner[i]
+        return self.me if runner == LOCAL else runner
 
 
 class Coordinator:
@@ -102,6 +134,11 @@ class Coordinator:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.slots: dict[tuple[str, int, str], _Slot] = {}
+        self.keymaps = KeyMaps()
+        self.capacity = CapacityModel(time.monotonic)
+        self.send_down: Callable[[str, bytes], Any] | None = None  # set by the service
+        self.clustering: dict[str, Any] | None = None  # our layout, set by the re-cluster
+        self._quantiles: dict[tuple[str, str, tuple[float, ...]], tuple[Any, ...]] = {}
 
     def deliver(self, peer: str, msg: PartialResult | PartialFailed) -> bool:
         """Hand a partial from ``peer`` to the query waiting for it; False if unexpected."""
@@ -126,22 +163,45 @@ class Coordinator:
         ]
         return [p.peer_id for p in sorted(peers, key=lambda p: (p.load, p.peer_id))]
 
-    # -- running --------------------------------------------------------------------------
+    # -- planning ---------------------------------------------------------------------------
 
-    async def run_map(
-        self, map_sql: str, strategy: str, nodes: int | None, column: str | None
-    ) -> tuple[list[pa.Table], _Job]:
-        """Run ``map_sql`` over every partition of the fact table; the partials, in order."""
+    async def plan(
+        self,
+        map_sql: str,
+        strategy: str,
+        nodes: int | None,
+        column: str | None,
+        also: list[str] | None = None,
+        equal: bool = False,
+    ) -> Job:
+        """Who runs which slice of ``map_sql`` at our current CID (nothing sent yet).
+        ``also``: peers of a previous attempt, asked again though their announce may
+        not show the new CID yet (they wait a moment for it). ``equal``: every node
+        the same weight, whatever its capacity."""
+        if strategy not in STRATEGIES:
+            raise DistQueryError(f"unknown partition strategy {strategy!r}; use {STRATEGIES}")
+        if nodes is not None and nodes < 1:
+            raise DistQueryError("--nodes must be at least 1")
         node = self.node
         db_cid = node.store.db_cid()
+        connected = set(node.connected_peers())
         remotes = self.qualifying_peers(db_cid)
+        remotes += [p for p in also or () if p in connected and p not in remotes]
         if nodes is not None:
-            if nodes < 1:
-                raise DistQueryError("--nodes must be at least 1")
             remotes = remotes[: nodes - 1]
         count = nodes if nodes is not None else len(remotes) + 1
-        part = await self._partitioning(strategy, count, column)
-        job = _Job(
+        runner = {i: (remotes[i - 1] if 1 <= i <= len(remotes) else LOCAL) for i in range(count)}
+        self.capacity.told(node.peer_id, local_capacity(node.load()))
+        weights = self.capacity.weights([node.peer_id, *remotes])
+        if equal:
+            weights = dict.fromkeys(weights, 1.0)
+        mine = sum(1 for r in runner.values() if r == LOCAL)
+        per_partition = [
+            weights[node.peer_id] / mine if runner[i] == LOCAL else weights[runner[i]]
+            for i in range(count)
+        ]
+        part, share, rows = await self._partitioning(strategy, per_partition, column, db_cid)
+        return Job(
             query_id=uuid.uuid4().hex[:16],
             map_sql=map_sql,
             part=part,
@@ -149,43 +209,117 @@ class Coordinator:
             deadline=node.config.distq_deadline,
             me=node.peer_id,
             remotes=remotes,
+            runner=runner,
+            weights=weights,
+            share=share,
+            rows=rows,
         )
-        plan = {i: (remotes[i - 1] if 1 <= i <= len(remotes) else LOCAL) for i in range(count)}
-        await self._publish(job, {p: [i for i, q in plan.items() if q == p] for p in remotes})
+
+    async def _partitioning(
+        self, strategy: str, weights: list[float], column: str | None, db_cid: str
+    ) -> tuple[Partitioning, dict[int, float], float]:
+        col = column or FACT_KEY
+        if strategy != "range" or col == FACT_KEY:
+            keymap = self.keymaps.fresh(db_cid)
+            if keymap is None:
+                keymap = await self.node.read(lambda s: self.keymaps.at(s, db_cid))
+            part = key_partitioning(keymap.dist, strategy, weights)
+            total = max(keymap.dist.total, 1)
+            share = {i: expected_rows(keymap.dist, part, i) / total for i in range(part.count)}
+            return part, share, keymap.dist.total
+        if col not in RANGE_COLUMNS:
+            raise DistQueryError(f"range column must be one of {sorted(RANGE_COLUMNS)}")
+        fractions = shares(weights)
+        cuts = tuple(round(sum(fractions[: i + 1]), 9) for i in range(len(fractions) - 1))
+        key = (db_cid, col, cuts)
+        if key not in self._quantiles:
+            if len(self._quantiles) > 64:
+                self._quantiles.clear()
+            self._quantiles[key] = await self.node.read(lambda s: _quantiles(s, col, cuts))
+        bounds = self._quantiles[key]
+        part = Partitioning(KEYS, len(weights), col, bounds, tuple(range(len(weights))))
+        keymap = self.keymaps.fresh(db_cid)
+        rows = keymap.dist.total if keymap is not None else float(MIN_OBSERVED_ROWS)
+        return part, dict(enumerate(fractions)), rows
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run_map(
+        self, map_sql: str, strategy: str, nodes: int | None, column: str | None,
+        equal: bool = False,
+    ) -> tuple[list[pa.Table], Job]:  # fmt: skip
+        """Run ``map_sql`` over every partition of the fact table; the partials, in order.
+        Plans again at the new CID when a write lands meanwhile (``distq_retries``)."""
+        node = self.node
+        retries = node.config.distq_retries
+        previous: list[str] = []
+        for attempt in range(retries + 1):
+            job = await self.plan(map_sql, strategy, nodes, column, previous, equal)
+            job.attempts = attempt + 1
+            try:
+                await self.execute(job)
+            except CidMoved:
+                node.metrics.inc("distq_replans")
+                log.info("database changed during a query; planning again", query=job.query_id,
+                         attempt=attempt + 1)  # fmt: skip
+                previous = job.remotes
+                continue
+            node.metrics.inc("distq_queries")
+            self._learn(job)
+            return [job.tables[i] for i in range(job.part.count)], job
+        raise DistQueryError(
+            f"the database changed during each of {retries + 1} attempts; run it again"
+        )
+
+    async def execute(self, job: Job) -> None:
+        """Send the fragments of ``job`` and collect every partition (CidMoved if our
+        database changes meanwhile)."""
+        node = self.node
+        moved = False
+        remote_parts: dict[str, list[int]] = {}
+        for i, runner in job.runner.items():
+            if runner != LOCAL:
+                remote_parts.setdefault(runner, []).append(i)
         try:
-            async with trio.open_nursery() as nursery:
-                for i, peer in plan.items():
-                    nursery.start_soon(self._partition, job, i, peer)
+            async with trio.open_nursery() as outer:
+
+                async def watch() -> None:
+                    nonlocal moved
+                    while node.store.db_cid() == job.db_cid:
+                        await node.wait_changed()
+                    moved = True
+                    outer.cancel_scope.cancel()
+
+                outer.start_soon(watch)
+                await self._publish(job, remote_parts)
+                job.phases["plan_ms"] = _ms_since(job.started)
+                async with trio.open_nursery() as nursery:
+                    for i, peer in job.runner.items():
+                        nursery.start_soon(self._partition, job, i, peer)
+                outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             if group.split(trio.Cancelled)[0] is not None:
                 raise
-            raise _first_error(group) from group  # e.g. the local partition's timeout
+            if group.split(CidChanged)[0] is not None:
+                moved = True
+            else:
+                raise _first_error(group) from group  # e.g. the local partition's timeout
         finally:
             for key in [k for k in self.slots if k[0] == job.query_id]:
                 del self.slots[key]
-        if node.store.db_cid() != db_cid:
-            raise DistQueryError("the database changed during the query; run it again")
-        node.metrics.inc("distq_queries")
-        return [job.tables[i] for i in range(count)], job
+        if moved or node.store.db_cid() != job.db_cid:
+            raise CidMoved()
+        job.phases["map_ms"] = _ms_since(job.started) - job.phases.get("plan_ms", 0.0)
 
-    async def _partitioning(self, strategy: str, count: int, column: str | None) -> Partitioning:
-        if strategy not in STRATEGIES:
-            raise DistQueryError(f"unknown partition strategy {strategy!r}; use {STRATEGIES}")
-        if strategy != "range":
-            return Partitioning(strategy, count)
-        col = column or DEFAULT_RANGE_COLUMN
-        if col not in RANGE_COLUMNS:
-            raise DistQueryError(f"range column must be one of {sorted(RANGE_COLUMNS)}")
-        bounds = await self.node.read(lambda s: _quantiles(s, col, count))
-        return Partitioning(strategy, count, col, bounds)
-
-    async def _publish(self, job: _Job, assignments: dict[str, list[int]]) -> None:
+    async def _publish(self, job: Job, assignments: dict[str, list[int]]) -> None:
         assignments = {p: parts for p, parts in assignments.items() if parts}
         if not assignments:
             return
+        now = time.perf_counter()
         for peer, parts in assignments.items():
             for i in parts:
                 self.slots[(job.query_id, i, peer)] = _Slot()
+                job.sent_at[(i, peer)] = now
             job.busy[peer] = job.busy.get(peer, 0) + len(parts)
         fragment = QueryFragment(
             query_id=job.query_id,
@@ -198,20 +332,26 @@ class Coordinator:
             column=job.part.column,
             bounds=job.part.bounds,
             deadline_ms=max(1, int(job.deadline * 1000)),
+            owners=job.part.owners,
         )
+        payload = messages.encode(fragment)
+        if self.send_down is not None:
+            for peer in assignments:
+                if await self.send_down(peer, payload):
+                    self.node.metrics.inc("fragments_streamed")
         assert self.node.network is not None
-        await self.node.network.publish(messages.encode(fragment))
+        await self.node.network.publish(payload)
         self.node.metrics.inc("fragments_sent", len(assignments))
 
-    async def _partition(self, job: _Job, i: int, peer: str) -> None:
+    async def _partition(self, job: Job, i: int, peer: str) -> None:
         while peer != LOCAL:
-            started = time.perf_counter()
             try:
-                table = await self._remote(job, i, peer)
+                outcome, table = await self._remote(job, i, peer)
             except PartitionFailed as exc:
                 job.busy[peer] -= 1
                 job.bad.add(peer)
                 job.failovers += 1
+                self.capacity.penalize(peer)
                 self.node.metrics.inc("distq_failovers")
                 job.timing(peer).failed.append(f"partition {i}: {exc}")
                 log.warning("partition reassigned", query=job.query_id, peer=peer, error=str(exc))
@@ -219,20 +359,30 @@ class Coordinator:
                 continue
             job.busy[peer] -= 1
             job.tables[i] = table
-            self._record(job, peer, i, started)
+            scan = (outcome.scanned_rows, outcome.row_groups, outcome.row_groups_total)
+            self._record(job, peer, i, job.sent_at[(i, peer)], outcome.elapsed_ms, scan)
             return
         started = time.perf_counter()
-        job.tables[i] = await self._local(job, i)
-        self._record(job, job.me, i, started)
+        job.tables[i], scan, worker_ms = await self._local(job, i)
+        self._record(job, job.me, i, started, worker_ms, scan)
 
-    def _record(self, job: _Job, peer: str, i: int, started: float) -> None:
+    def _record(
+        self, job: Job, peer: str, i: int, started: float, worker_ms: float,
+        scan: tuple[int, int, int],
+    ) -> None:  # fmt: skip
         timing = job.timing(peer)
         timing.partitions.append(i)
         timing.rows += job.tables[i].num_rows
-        timing.ms += (time.perf_counter() - started) * 1000
+        timing.ms = max(timing.ms, _ms_since(started))  # partitions of a node run in parallel
+        timing.worker_ms = max(timing.worker_ms, worker_ms)
+        timing.share += job.share.get(i, 0.0)
+        timing.weight = job.weights.get(peer, timing.weight)
+        timing.scanned_rows += scan[0]
+        timing.row_groups += scan[1]
+        timing.row_groups_total = max(timing.row_groups_total, scan[2])
 
-    async def _reassign(self, job: _Job, i: int) -> str:
-        """An idle healthy peer for partition ``i`` (gossiping it a fragment), or LOCAL."""
+    async def _reassign(self, job: Job, i: int) -> str:
+        """An idle healthy peer for partition ``i`` (sending it a fragment), or LOCAL."""
         idle = [p for p in job.remotes if p not in job.bad and job.busy.get(p, 0) == 0]
         connected = set(self.node.connected_peers())
         idle = [p for p in idle if p in connected]
@@ -241,7 +391,7 @@ class Coordinator:
         await self._publish(job, {idle[0]: [i]})
         return idle[0]
 
-    async def _remote(self, job: _Job, i: int, peer: str) -> pa.Table:
+    async def _remote(self, job: Job, i: int, peer: str) -> tuple[PartialResult, pa.Table]:
         slot = self.slots[(job.query_id, i, peer)]
         with trio.move_on_after(job.deadline) as scope:
             while not slot.event.is_set():
@@ -258,22 +408,39 @@ class Coordinator:
         max_rows = self.node.config.query_max_rows
         try:
             if len(outcome.data) <= INLINE_DECODE_BYTES:  # cheaper than a thread hop
-                return from_ipc(outcome.data, max_rows)
-            return await trio.to_thread.run_sync(from_ipc, outcome.data, max_rows)
+                return outcome, from_ipc(outcome.data, max_rows)
+            return outcome, await trio.to_thread.run_sync(from_ipc, outcome.data, max_rows)
         except PartialError as exc:
             self.node.metrics.inc("distq_bad_partials")
             raise PartitionFailed(str(exc)) from exc
 
-    async def _local(self, job: _Job, i: int) -> pa.Table:
+    async def _local(self, job: Job, i: int) -> tuple[pa.Table, tuple[int, int, int], float]:
         config = self.node.config
+        keymaps = self.keymaps
 
-        def run(store: Store) -> pa.Table:
-            sql = partition_sql(job.map_sql, job.part, i)
-            if store.db_cid() != job.db_cid:
-                raise DistQueryError("the database changed during the query; run it again")
-            return store.query_arrow(sql, config.query_max_rows, config.query_timeout)
+        def run(store: Store) -> tuple[pa.Table, tuple[int, int, int], float]:
+            started = time.perf_counter()
+            sql = fragment_sql(job.map_sql, job.part, i)
+            table = query_at(store, job.db_cid, sql, config.query_max_rows, config.query_timeout)
+            ms = _ms_since(started)
+            return table, scan_of(store, keymaps, job.db_cid, job.part, i), ms
 
-        return await self.node.read(run)
+        return await self.node.query(run)
+
+    def _learn(self, job: Job) -> None:
+        """Teach the capacity model how fast each participant was (clean runs only)."""
+        if job.failovers:
+            return
+        share: dict[str, float] = {}
+        for i in range(job.part.count):
+            peer = job.peer_of(i)
+            share[peer] = share.get(peer, 0.0) + job.share.get(i, 0.0)
+        elapsed = {peer: t.ms for peer, t in job.timings.items()}
+        self.capacity.observe(job.weights, share, elapsed, job.rows)
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -281,16 +448,16 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def _quantiles(store: Store, column: str, count: int) -> tuple[int | float | str, ...]:
-    """Range bounds: the 1/n .. (n-1)/n quantiles of ``column`` (any bounds are correct;
-    quantiles make the slices even)."""
-    if count == 1:
+def _quantiles(store: Store, column: str, cuts: tuple[float, ...]) -> tuple[Any, ...]:
+    """Range bounds on a column other than the key: its quantiles at ``cuts`` (any
+    bounds are correct; quantiles balance the slices)."""
+    if not cuts:
         return ()
-    qs = [round((i + 1) / count, 9) for i in range(count - 1)]
-    _, rows = store.query(f"SELECT quantile_disc({column}, {qs}) FROM {FACT_TABLE}", 1, 30.0)
+    _, rows = store.query(f"SELECT quantile_disc({column}, {list(cuts)}) FROM {FACT_TABLE}",
+                          1, 30.0)  # fmt: skip
     values = rows[0][0] if rows and rows[0][0] is not None else None
     if values is None:
-        return tuple(0 for _ in qs)
+        return tuple(0 for _ in cuts)
     return tuple(v if isinstance(v, int | float | str) else str(v) for v in values)
 
 
@@ -307,7 +474,7 @@ def coordinator(node: Node) -> Coordinator:
 
 def elapsed_ms(started: float) -> float:
     """Milliseconds since ``started`` (a perf_counter value)."""
-    return round((time.perf_counter() - started) * 1000, 3)
+    return round(_ms_since(started), 3)
 
 
 Reducer = Callable[[list[pa.Table]], tuple[list[str], list[tuple[Any, ...]]]]

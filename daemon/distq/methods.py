@@ -10,19 +10,14 @@ from typing import Any
 import duckdb
 import trio
 
-from daemon.distq.coordinator import DistQueryError, coordinator, elapsed_ms, reducer
-from daemon.distq.plan import (
-    PARTIALS,
-    STRATEGIES,
-    NotSplittable,
-    Partitioning,
-    Plan,
-    partition_sql,
-    plan_query,
-)
+from daemon.distq.capacity import local_capacity
+from daemon.distq.coordinator import DistQueryError, Job, coordinator, elapsed_ms, reducer
+from daemon.distq.keyspace import DEFAULT_STRATEGY, STRATEGIES
+from daemon.distq.plan import PARTIALS, NotSplittable, Plan, plan_query
+from daemon.distq.slices import Partitioning, fragment_sql, partition_sql
 from daemon.node import Node
 from daemon.query.methods import query, to_wire
-from daemon.query.sandbox import QueryRejected, check_query, validate_query
+from daemon.query.sandbox import QueryRejected, check_query, check_reduce_query
 from daemon.store.database import StoreError
 from protocol import vv
 from protocol.control import ControlError, param
@@ -30,8 +25,12 @@ from protocol.control import ControlError, param
 MAPREDUCE_TABLE = "partials"
 
 
+def _equal(params: dict[str, Any]) -> bool:
+    return bool(param(params, "equal_shares", bool, required=False))
+
+
 def _options(node: Node, params: dict[str, Any]) -> tuple[str, int | None, str | None, int]:
-    strategy = param(params, "strategy", str, required=False) or "hash"
+    strategy = param(params, "strategy", str, required=False) or DEFAULT_STRATEGY
     if strategy not in STRATEGIES:
         raise ControlError("bad_request", f"partition strategy must be one of {list(STRATEGIES)}")
     nodes = param(params, "nodes", int, required=False)
@@ -75,7 +74,8 @@ async def _column_names(node: Node, sql: str) -> list[str]:
 
 
 async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    """Run a SELECT as map fragments over the cluster plus a local reduce."""
+    """Run a SELECT as map fragments over the cluster plus a local reduce (``explain``:
+    say how it would be split, with each partition's SQL, without running it)."""
     sql = param(params, "sql", str)
     strategy, nodes, column, max_rows = _options(node, params)
     started = time.perf_counter()
@@ -84,23 +84,54 @@ async def query_distributed(node: Node, params: dict[str, Any]) -> dict[str, Any
     except QueryRejected as exc:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
+    if plan.distributed and param(params, "explain", bool, required=False):
+        return await _explain(node, plan, strategy, nodes, column, _equal(params))
     if not plan.distributed:
         node.metrics.inc("distq_single_node")
         local = await query(node, {"sql": sql, "max_rows": max_rows})
         timing = {"peer_id": node.peer_id, "partitions": [0], "rows": len(local["rows"]),
                   "ms": local["elapsed_ms"], "failed": []}  # fmt: skip
-        return {**local, **_meta(node, False, plan.reason, strategy, 1, [timing], 0, started)}
+        meta = _meta(node, strategy, None, [timing], started)
+        return {**local, **meta, "distributed": False, "reason": plan.reason}
     reduce = reducer(plan.reduce_sql, PARTIALS, max_rows, node.config.query_timeout)
-    columns, rows, job = await _map_reduce(node, plan.map_sql, reduce, strategy, nodes, column)
+    columns, rows, job = await _map_reduce(
+        node, plan.map_sql, reduce, strategy, nodes, column, _equal(params)
+    )
     names = await _column_names(node, sql)
-    meta = _meta(node, True, "", strategy, job.part.count,
-                 [t.to_dict() for t in job.timings.values()], job.failovers, started)  # fmt: skip
     return {
         "columns": names if len(names) == len(columns) else columns,
         "rows": rows,
-        **meta,
+        **_meta(node, strategy, job, [t.to_dict() for t in job.timings.values()], started),
         "map_sql": plan.map_sql,
         "reduce_sql": plan.reduce_sql,
+    }
+
+
+async def _explain(
+    node: Node, plan: Plan, strategy: str, nodes: int | None, column: str | None, equal: bool
+) -> dict[str, Any]:
+    try:
+        job = await coordinator(node).plan(plan.map_sql, strategy, nodes, column, equal=equal)
+        sqls = await trio.to_thread.run_sync(
+            lambda: [fragment_sql(plan.map_sql, job.part, i) for i in range(job.part.count)]
+        )
+    except (DistQueryError, NotSplittable) as exc:
+        raise ControlError("bad_request", str(exc)) from exc
+    fragments = [
+        {"partition": i, "peer_id": job.peer_of(i), "share": round(job.share.get(i, 0.0), 4),
+         "sql": sqls[i]}
+        for i in range(job.part.count)
+    ]  # fmt: skip
+    return {
+        "distributed": True,
+        "explain": True,
+        "strategy": strategy,
+        "partitioning": _partitioning(job),
+        "weights": {p: round(w, 3) for p, w in job.weights.items()},
+        "fragments": fragments,
+        "map_sql": plan.map_sql,
+        "reduce_sql": plan.reduce_sql,
+        "db_cid": job.db_cid,
     }
 
 
@@ -113,7 +144,7 @@ async def mapreduce(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     def check() -> None:
         check_query(map_sql)
         partition_sql(map_sql, Partitioning("hash", 1), 0)
-        validate_query(reduce_sql, frozenset({MAPREDUCE_TABLE}))
+        check_reduce_query(reduce_sql, frozenset({MAPREDUCE_TABLE}))
 
     try:
         await trio.to_thread.run_sync(check)
@@ -121,10 +152,14 @@ async def mapreduce(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         node.metrics.inc("queries_rejected")
         raise ControlError("bad_request", str(exc)) from exc
     reduce = reducer(reduce_sql, MAPREDUCE_TABLE, max_rows, node.config.query_timeout)
-    columns, rows, job = await _map_reduce(node, map_sql, reduce, strategy, nodes, column)
-    meta = _meta(node, True, "", strategy, job.part.count,
-                 [t.to_dict() for t in job.timings.values()], job.failovers, started)  # fmt: skip
+    columns, rows, job = await _map_reduce(
+        node, map_sql, reduce, strategy, nodes, column, _equal(params)
+    )
+    meta = _meta(node, strategy, job, [t.to_dict() for t in job.timings.values()], started)
     return {"columns": columns, "rows": rows, **meta}
+
+
+INLINE_REDUCE_BYTES = 64 << 10  # partials this small are reduced without a thread hop
 
 
 async def _map_reduce(
@@ -134,10 +169,16 @@ async def _map_reduce(
     strategy: str,
     nodes: int | None,
     column: str | None,
-) -> tuple[list[str], list[list[Any]], Any]:
+    equal: bool,
+) -> tuple[list[str], list[list[Any]], Job]:
     try:
-        tables, job = await coordinator(node).run_map(map_sql, strategy, nodes, column)
-        columns, rows = await trio.to_thread.run_sync(reduce, tables)
+        tables, job = await coordinator(node).run_map(map_sql, strategy, nodes, column, equal)
+        reduced = time.perf_counter()
+        if sum(t.nbytes for t in tables) <= INLINE_REDUCE_BYTES:
+            columns, rows = reduce(tables)
+        else:
+            columns, rows = await trio.to_thread.run_sync(reduce, tables)
+        job.phases["reduce_ms"] = elapsed_ms(reduced)
     except DistQueryError as exc:
         raise ControlError("bad_request", str(exc)) from exc
     except duckdb.InterruptException as exc:
@@ -147,40 +188,45 @@ async def _map_reduce(
     return columns, [[to_wire(v) for v in row] for row in rows], job
 
 
+def _partitioning(job: Job) -> dict[str, Any]:
+    part = job.part
+    return {"wire_strategy": part.strategy, "column": part.column, "partitions": part.count,
+            "chunks": len(part.owners) or part.count}  # fmt: skip
+
+
 def _meta(
-    node: Node,
-    distributed: bool,
-    reason: str,
-    strategy: str,
-    partitions: int,
-    timings: list[dict[str, Any]],
-    failovers: int,
-    started: float,
+    node: Node, strategy: str, job: Job | None, timings: list[dict[str, Any]], started: float
 ) -> dict[str, Any]:
     ms = elapsed_ms(started)
-    return {
-        "distributed": distributed,
-        "reason": reason,
+    meta = {
+        "distributed": True,
+        "reason": "",
         "strategy": strategy,
-        "partitions": partitions,
+        "partitions": job.part.count if job else 1,
         "node_count": len([t for t in timings if t["partitions"]]),
         "node_timings": timings,
-        "failovers": failovers,
+        "failovers": job.failovers if job else 0,
         "execution_ms": ms,
         "elapsed_ms": ms,
         "db_cid": node.store.db_cid(),
     }
+    if job is not None:
+        phases = {k: round(v, 3) for k, v in job.phases.items()}
+        meta |= {"attempts": job.attempts, "phases_ms": phases, "partitioning": _partitioning(job)}
+    return meta
 
 
 async def cluster_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Nodes of the cluster: availability, load, CID and replication lag."""
     mine, my_cid = node.store.vector(), node.store.db_cid()
     connected = set(node.connected_peers())
+    capacity = coordinator(node).capacity
+    capacity.told(node.peer_id, local_capacity(node.load()))
     fresh = time.time() - 3 * node.config.announce_interval - 1
     nodes = [
         {"peer_id": node.peer_id, "self": True, "connected": True, "available": True,
          "load": node.load(), "db_cid": my_cid, "same_cid": True, "behind": 0, "ahead": 0,
-         "last_seen_s": 0.0}
+         "last_seen_s": 0.0, "capacity": capacity.describe(node.peer_id)}
     ]  # fmt: skip
     for peer_id in sorted(connected | set(node.peers)):
         state = node.peers.get(peer_id)
@@ -198,6 +244,7 @@ async def cluster_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
                 "behind": vv.missing_count(theirs, mine) if state else None,
                 "ahead": vv.missing_count(mine, theirs) if state else None,
                 "last_seen_s": round(time.time() - seen, 3) if state else None,
+                "capacity": capacity.describe(peer_id),
             }
         )
     return {
@@ -206,6 +253,7 @@ async def cluster_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         "available_nodes": sum(1 for n in nodes if n["available"]),
         "query_nodes": sum(1 for n in nodes if n["available"] and n["same_cid"]),
         "nodes": nodes,
+        "clustering": coordinator(node).clustering,
     }
 
 

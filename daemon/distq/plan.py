@@ -22,24 +22,6 @@ from sqlglot.errors import SqlglotError
 FACT_TABLE = "performance_results"
 FACT_KEY = "result_id"
 PARTIALS = "_partials"
-STRATEGIES = ("hash", "round_robin", "range")
-# Columns a range partitioning may split on (numbers and text: literal bounds are exact).
-RANGE_COLUMNS = frozenset(
-    {
-        "batch_size",
-        "iterations",
-        "warmup_iterations",
-        "total_time_seconds",
-        "average_latency_ms",
-        "throughput_items_per_second",
-        "memory_peak_mb",
-        "model_id",
-        "hardware_id",
-        "test_case",
-        "precision",
-    }
-)
-DEFAULT_RANGE_COLUMN = "average_latency_ms"
 _SPLITTABLE_AGGS = (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)
 _REFUSED_NODES: tuple[tuple[type[exp.Expression], str], ...] = (
     (exp.Window, "window functions"),
@@ -381,78 +363,3 @@ def _reordered(ordered: exp.Ordered, name: str) -> exp.Ordered:
     copy = ordered.copy()
     copy.set("this", _col(name))
     return copy
-
-
-# -- partitions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Partitioning:
-    """How the fact table's rows are split: ``count`` disjoint, complete slices."""
-
-    strategy: str
-    count: int
-    column: str = ""
-    bounds: tuple[int | float | str, ...] = ()
-
-    def problem(self) -> str | None:
-        """Why this partitioning is invalid, or None."""
-        if self.strategy not in STRATEGIES:
-            return f"unknown partition strategy {self.strategy!r}"
-        if not 1 <= self.count <= 256:
-            return "partition count must be 1..256"
-        if self.strategy == "range":
-            if self.column not in RANGE_COLUMNS:
-                return f"range partitioning needs a column of {sorted(RANGE_COLUMNS)}"
-            if len(self.bounds) != self.count - 1:
-                return "range partitioning needs count - 1 bounds"
-            numbers = all(_is_number(b) for b in self.bounds)
-            if not numbers and not all(isinstance(b, str) for b in self.bounds):
-                return "range bounds must be all numbers or all strings"
-        return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-@functools.lru_cache(maxsize=1024)
-def partition_sql(map_sql: str, part: Partitioning, index: int) -> str:
-    """``map_sql`` restricted to slice ``index`` of the fact table."""
-    if part.problem() is not None or not 0 <= index < part.count:
-        raise NotSplittable(part.problem() or f"partition {index} out of range")
-    query = sqlglot.parse_one(map_sql, read=_DIALECT)
-    facts = [t for t in query.find_all(exp.Table) if t.name.lower() == FACT_TABLE]
-    if len(facts) != 1:
-        raise NotSplittable(f"a fragment must read {FACT_TABLE} exactly once")
-    table = facts[0]
-    slice_sql = _slice_sql(part, index)
-    sub = sqlglot.parse_one(slice_sql, read=_DIALECT).subquery(table.alias_or_name)
-    table.replace(sub)
-    return query.sql(_DIALECT)
-
-
-def _slice_sql(part: Partitioning, i: int) -> str:
-    n = part.count
-    if n == 1:
-        return f"SELECT * FROM {FACT_TABLE}"
-    if part.strategy == "hash":
-        return f"SELECT * FROM {FACT_TABLE} WHERE hash({FACT_KEY}) % {n} = {i}"
-    if part.strategy == "round_robin":
-        return (
-            f"SELECT * EXCLUDE (_dp_rn) FROM (SELECT *, row_number() OVER "
-            f"(ORDER BY {FACT_KEY}) AS _dp_rn FROM {FACT_TABLE}) WHERE (_dp_rn - 1) % {n} = {i}"
-        )
-    col, conds = part.column, []
-    if i > 0:
-        conds.append(f"{col} >= {_literal(part.bounds[i - 1])}")
-    if i < n - 1:
-        upper = f"{col} < {_literal(part.bounds[i])}"
-        conds.append(f"({upper} OR {col} IS NULL)" if i == 0 else upper)
-    return f"SELECT * FROM {FACT_TABLE} WHERE {' AND '.join(conds)}"
-
-
-def _literal(value: int | float | str) -> str:
-    if isinstance(value, float):
-        return f"CAST('{value!r}' AS DOUBLE)"
-    return exp.convert(value).sql(_DIALECT)

@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from daemon.distq.atcid import WATCHDOG
 from daemon.distq.plan import PARTIALS
-from daemon.store.database import interrupt_after
 
 
 class PartialError(ValueError):
@@ -72,12 +72,15 @@ def reduce_partials(
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``reduce_sql`` over the union of ``tables`` registered as ``table_name``."""
     partials = combine(tables)
-    # its own cursor: the registered table stays private
-    with interrupt_after(_reduce_db().cursor(), timeout) as cur:
-        cur.register(table_name, partials)
-        result = cur.execute(reduce_sql)
-        columns = [d[0] for d in result.description or []]
-        rows = result.fetchmany(max_rows + 1)
+    cur = _reduce_db().cursor()  # its own cursor: the registered table stays private
+    try:
+        with WATCHDOG.limit(cur, timeout):
+            cur.register(table_name, partials)
+            result = cur.execute(reduce_sql)
+            columns = [d[0] for d in result.description or []]
+            rows = result.fetchmany(max_rows + 1)
+    finally:
+        cur.close()
     if len(rows) > max_rows:
         raise PartialError(f"result has more than {max_rows} rows (limit)")
     return columns, rows

@@ -1,26 +1,25 @@
-"""Distributed-query service: fragments from gossip, partials from result streams."""
+"""Distributed-query service: query links, fragments from gossip and links, partials
+back, and the background re-cluster of the fact table."""
 
 from __future__ import annotations
 
-from functools import partial
+import sys
 
 import structlog
 import trio
 
+from daemon.distq import recluster
+from daemon.distq.capacity import local_capacity
 from daemon.distq.coordinator import coordinator
-from daemon.distq.worker import (
-    FRAME_OVERHEAD,
-    PROTOCOL,
-    RESULT_STREAM_IDLE,
-    ResultStreams,
-    handle_fragment,
-)
-from daemon.net.framed import FramedStream, StreamClosedError
-from daemon.net.network import Libp2pByteStream
+from daemon.distq.keymap import KeyMaps
+from daemon.distq.links import PROTOCOL, Links
+from daemon.distq.worker import FragmentInbox, run_fragment
+from daemon.net.framed import StreamClosedError
+from daemon.net.network import NetworkError
 from daemon.node import Node
+from daemon.ratelimit import RateLimiter
 from protocol import messages
-from protocol.errors import ProtocolError, RemoteProtocolError
-from protocol.messages import PartialFailed, PartialResult, QueryFragment
+from protocol.messages import Capacity, PartialFailed, PartialResult, QueryFragment
 
 log = structlog.get_logger("distq")
 QUEUE = 64  # fragments waiting to start; more are dropped and counted
@@ -31,44 +30,59 @@ async def serve(
 ) -> None:
     """Run fragments peers assign to us; receive partials of our own queries."""
     assert node.network is not None
-    send, receive = trio.open_memory_channel[tuple[str, QueryFragment]](QUEUE)
-
-    def on_fragment(sender: str, fragment: QueryFragment) -> None:
-        try:
-            send.send_nowait((sender, fragment))
-        except trio.WouldBlock:
-            node.metrics.inc("fragments_dropped")
-
-    node.gossip_handlers[QueryFragment] = on_fragment
-    node.network.set_stream_handler(PROTOCOL, partial(handle_result_stream, node))
-    streams = ResultStreams(node)
-    task_status.started()
-    async with trio.open_nursery() as nursery:
-        async for sender, fragment in receive:
-            nursery.start_soon(handle_fragment, node, sender, fragment, streams)
-
-
-async def handle_result_stream(node: Node, stream: Libp2pByteStream) -> None:
-    """Read partial results from a peer into the waiting query. Never raises."""
-    if not node.config.trusts(stream.peer_id):
-        node.metrics.inc("distq_untrusted")
-        await stream.reset()
-        return
-    max_frame = node.config.distq_max_partial_bytes + FRAME_OVERHEAD
-    framed = FramedStream(stream, max_frame, RESULT_STREAM_IDLE)
+    if node.config.distq_switch_interval:
+        # A fragment's DuckDB thread needs the GIL back after every call; with Python's
+        # 5 ms default it waits behind py-libp2p on the event loop (about a fifth of a
+        # tiny distributed query's time on the test machine).
+        sys.setswitchinterval(node.config.distq_switch_interval)
     coord = coordinator(node)
-    try:
-        while (frame := await framed.receive()) is not None:
-            msg = messages.decode(frame, max_frame)
-            if not isinstance(msg, PartialResult | PartialFailed):
-                raise RemoteProtocolError(f"unexpected {type(msg).__name__} on a result stream")
-            if not coord.deliver(stream.peer_id, msg):
-                node.metrics.inc("distq_unexpected_partials")
-    except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
-        node.metrics.inc("distq_stream_errors")
-        log.warning(
-            "result stream failed", peer=stream.peer_id, error=f"{type(exc).__name__}: {exc}"
-        )
-        await stream.reset()
-    finally:
-        await framed.aclose()
+    links = Links(node, lambda: _capacity(node))
+    coord.send_down = links.send_down
+    links.on_partial = coord.deliver
+    links.on_capacity = coord.capacity.told
+    send, receive = trio.open_memory_channel[tuple[QueryFragment, tuple[int, ...]]](QUEUE)
+    inbox = FragmentInbox(node, send)
+    limiter = RateLimiter(node.config.gossip_per_peer_per_second, 100)  # link copies
+    node.gossip_handlers[QueryFragment] = lambda sender, fragment: inbox.offer(
+        sender,
+        fragment,
+        lambda: True,  # gossip.py has rate-limited the sender already
+    )
+    links.on_fragment = lambda sender, fragment: inbox.offer(
+        sender, fragment, lambda: limiter.allow(sender)
+    )
+    node.network.set_stream_handler(PROTOCOL, links.handle)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(links.serve, nursery)
+        if node.config.recluster:
+            nursery.start_soon(recluster.serve_recluster, node)
+        task_status.started()
+        async for fragment, parts in receive:
+            nursery.start_soon(_answer, node, coord.keymaps, links, fragment, parts, nursery)
+
+
+def _capacity(node: Node) -> Capacity:
+    told = local_capacity(node.load())
+    if node.config.distq_advertised_cores:  # tests: a peer claiming cores it lacks
+        return Capacity(node.config.distq_advertised_cores, told.load, told.busy)
+    return told
+
+
+async def _answer(
+    node: Node,
+    keymaps: KeyMaps,
+    links: Links,
+    fragment: QueryFragment,
+    parts: tuple[int, ...],
+    nursery: trio.Nursery,
+) -> None:
+    """Run our partitions of ``fragment`` and send each answer up. Never raises."""
+
+    async def reply(answer: PartialResult | PartialFailed) -> None:
+        try:
+            await links.send_up(fragment.coordinator, messages.encode(answer), nursery)
+        except (NetworkError, StreamClosedError, trio.TooSlowError) as exc:
+            node.metrics.inc("fragments_unanswered")
+            log.warning("fragment result not delivered", query=fragment.query_id, error=str(exc))
+
+    await run_fragment(node, fragment, parts, keymaps, reply)

@@ -1,36 +1,42 @@
-"""The peer side of a distributed query: run our partitions of a gossiped fragment.
+"""The peer side of a distributed query: run our partitions of a fragment.
 
-A fragment is checked like any local query (sandbox: one read-only SELECT over our
-tables, external access off) plus its partitioning, run only at the database CID
-it names, with the configured row cap, time limit and size limit, and its partial
-results go back to the coordinator over a direct ``/duckpeer/query/1`` stream.
-Refused fragments are logged and counted, never answered.
+A fragment arrives twice, on gossip and down the query link from its coordinator
+(daemon/distq/links.py); the first copy runs, the other is dropped
+(:class:`FragmentInbox`). It is checked like any local query (sandbox: one read-only
+SELECT over our tables, external access off) plus its partitioning, run only at the
+database CID it names (daemon/distq/atcid.py), with the configured row cap, time limit
+and size limit, and each partial result goes back up the query link with what the
+slice scanned (rows and row groups, from our own zone maps). Refused fragments are
+logged and counted, never answered.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import duckdb
 import pyarrow as pa
 import structlog
 import trio
 
-from daemon.distq.plan import NotSplittable, Partitioning, partition_sql
+from daemon.distq.atcid import CidChanged, query_at
+from daemon.distq.keymap import KeyMaps
+from daemon.distq.keyspace import key_ranges
+from daemon.distq.plan import FACT_KEY, NotSplittable
 from daemon.distq.reduce import to_ipc
-from daemon.net.framed import FramedStream, StreamClosedError
-from daemon.net.network import NetworkError
+from daemon.distq.slices import KEYS, Partitioning, fragment_sql
 from daemon.node import Node
 from daemon.query.sandbox import QueryRejected, check_query
 from daemon.store.database import Store, StoreError
-from protocol import messages
 from protocol.messages import PartialFailed, PartialResult, QueryFragment
 
 log = structlog.get_logger("distq")
 
-PROTOCOL = "/duckpeer/query/1"
-FRAME_OVERHEAD = 4096
-RESULT_STREAM_IDLE = 600.0  # an idle result stream is closed by the coordinator after this
+SEEN = 4096  # fragments remembered for deduplication
+CID_GRACE = 1.0  # seconds a peer behind the fragment's CID waits to catch up
+Scan = tuple[int, int, int]  # rows, row groups read, row groups
 
 
 class FragmentRefused(Exception):
@@ -39,7 +45,9 @@ class FragmentRefused(Exception):
 
 def partitioning_of(fragment: QueryFragment) -> Partitioning:
     """The fragment's partitioning as the planner's type."""
-    return Partitioning(fragment.strategy, fragment.partitions, fragment.column, fragment.bounds)
+    return Partitioning(
+        fragment.strategy, fragment.partitions, fragment.column, fragment.bounds, fragment.owners
+    )
 
 
 def check_fragment(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]:
@@ -47,7 +55,7 @@ def check_fragment(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]
     part = partitioning_of(fragment)
     try:
         check_query(fragment.sql)
-        sqls = [partition_sql(fragment.sql, part, i) for i in parts]
+        sqls = [fragment_sql(fragment.sql, part, i) for i in parts]
         for sql in sqls:
             check_query(sql)
     except (QueryRejected, NotSplittable) as exc:
@@ -59,7 +67,7 @@ _checked: dict[tuple[str, Partitioning, tuple[int, ...]], list[str]] = {}
 CACHE_SIZE = 512
 
 
-async def _checked_sqls(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]:
+async def checked_sqls(fragment: QueryFragment, parts: tuple[int, ...]) -> list[str]:
     """:func:`check_fragment`, remembered: a repeated fragment skips the thread hop."""
     key = (fragment.sql, partitioning_of(fragment), parts)
     sqls = _checked.get(key)
@@ -71,110 +79,124 @@ async def _checked_sqls(fragment: QueryFragment, parts: tuple[int, ...]) -> list
     return sqls
 
 
-async def handle_fragment(
-    node: Node, sender: str, fragment: QueryFragment, streams: ResultStreams
+def my_partitions(node: Node, fragment: QueryFragment) -> tuple[int, ...]:
+    """The partitions ``fragment`` gives this node, each once."""
+    return tuple(dict.fromkeys(fragment.assignments.get(node.peer_id, ())))
+
+
+Queued = tuple[QueryFragment, tuple[int, ...]]
+
+
+class FragmentInbox:
+    """Deduplicates the gossip and link copies of fragments and queues them to run."""
+
+    def __init__(self, node: Node, send: trio.MemorySendChannel[Queued]) -> None:
+        self.node = node
+        self._send = send
+        self._seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
+
+    def offer(self, sender: str, fragment: QueryFragment, allow: Callable[[], bool]) -> None:
+        """A fragment from ``sender`` (gossip or link); queued once if it names us.
+        ``allow()`` is asked only for a first copy (rate limits)."""
+        parts = my_partitions(self.node, fragment)
+        if not parts:
+            return
+        node = self.node
+        if fragment.coordinator != sender:
+            node.metrics.inc("fragments_refused")
+            log.warning("fragment refused", peer=sender, query=fragment.query_id,
+                        reason=f"coordinator {fragment.coordinator} is not the sender")  # fmt: skip
+            return
+        key = (sender, parts, *_identity(fragment))
+        if key in self._seen:
+            node.metrics.inc("fragments_duplicate")
+            return
+        if not allow():
+            node.metrics.inc("fragments_rate_limited")
+            return
+        self._seen[key] = None
+        if len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
+        try:
+            self._send.send_nowait((fragment, parts))
+        except trio.WouldBlock:
+            node.metrics.inc("fragments_dropped")
+
+
+Reply = Callable[[PartialResult | PartialFailed], Awaitable[None]]
+
+
+def _identity(f: QueryFragment) -> tuple[object, ...]:
+    """What tells fragments apart (its two copies are equal; the assignments of a
+    reassignment differ only in who runs it, which ``parts`` already says)."""
+    return (f.query_id, f.db_cid, f.sql, f.strategy, f.partitions, f.column, f.bounds,
+            f.owners, f.deadline_ms)  # fmt: skip
+
+
+async def run_fragment(
+    node: Node, fragment: QueryFragment, parts: tuple[int, ...], keymaps: KeyMaps, reply: Reply
 ) -> None:
-    """Run the partitions ``fragment`` assigns to us and stream them back. Never raises."""
-    parts = tuple(dict.fromkeys(fragment.assignments.get(node.peer_id, ())))
-    if not parts:
-        return
+    """Run our partitions of ``fragment``, calling ``reply`` with each answer as it is
+    ready; a refused fragment is never answered."""
     node.metrics.inc("fragments_received")
     try:
-        if fragment.coordinator != sender:
-            raise FragmentRefused(f"coordinator {fragment.coordinator} is not the sender")
-        sqls = await _checked_sqls(fragment, parts)
+        sqls = await checked_sqls(fragment, parts)
     except FragmentRefused as exc:
         node.metrics.inc("fragments_refused")
-        log.warning("fragment refused", peer=sender, query=fragment.query_id, reason=str(exc))
+        log.warning("fragment refused", peer=fragment.coordinator, query=fragment.query_id,
+                    reason=str(exc))  # fmt: skip
         return
     if node.config.distq_fragment_delay:
         await trio.sleep(node.config.distq_fragment_delay)
-    try:
-        await _answer(node, fragment, dict(zip(parts, sqls, strict=True)), streams)
-    except (NetworkError, StreamClosedError, trio.TooSlowError) as exc:
-        node.metrics.inc("fragments_unanswered")
-        log.warning("fragment result not delivered", query=fragment.query_id, error=str(exc))
+    await _caught_up(node, fragment)
 
+    async def one(partition: int, sql: str) -> None:
+        await reply(await _run_partition(node, fragment, partition, sql, keymaps))
 
-async def _answer(
-    node: Node, fragment: QueryFragment, sqls: dict[int, str], streams: ResultStreams
-) -> None:
     async with trio.open_nursery() as nursery:
-        for partition, sql in sqls.items():
-            nursery.start_soon(_run_and_send, node, fragment, partition, sql, streams)
+        for partition, sql in zip(parts, sqls, strict=True):
+            nursery.start_soon(one, partition, sql)
 
 
-async def _run_and_send(
-    node: Node, fragment: QueryFragment, partition: int, sql: str, streams: ResultStreams
-) -> None:
-    reply = await _run_partition(node, fragment, partition, sql)
-    await streams.send(fragment.coordinator, messages.encode(reply))
-
-
-class ResultStreams:
-    """One long-lived result stream per coordinator, reused across queries: opening a
-    libp2p stream costs protocol negotiation round trips on every query otherwise."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self._streams: dict[str, FramedStream] = {}
-        self._locks: dict[str, trio.Lock] = {}
-
-    async def send(self, peer: str, payload: bytes) -> None:
-        """Send one frame to ``peer``, reopening the stream once if it broke."""
-        async with self._locks.setdefault(peer, trio.Lock()):
-            framed = self._streams.get(peer)
-            if framed is not None:
-                try:
-                    await framed.send(payload)
-                    return
-                except StreamClosedError:
-                    await self.drop(peer)
-            framed = await self._open(peer)
-            try:
-                await framed.send(payload)
-            except StreamClosedError:
-                await self.drop(peer)
-                raise
-
-    async def _open(self, peer: str) -> FramedStream:
-        assert self.node.network is not None
-        stream = await self.node.network.open_stream(peer, PROTOCOL)
-        limit = self.node.config.distq_max_partial_bytes + FRAME_OVERHEAD
-        framed = self._streams[peer] = FramedStream(stream, limit, RESULT_STREAM_IDLE)
-        return framed
-
-    async def drop(self, peer: str) -> None:
-        """Forget (and close) the stream to ``peer``."""
-        framed = self._streams.pop(peer, None)
-        if framed is not None:
-            await framed.aclose()
+async def _caught_up(node: Node, fragment: QueryFragment) -> None:
+    """Give a peer a moment to reach the fragment's CID (a write still on its way)."""
+    with trio.move_on_after(min(CID_GRACE, fragment.deadline_ms / 2000)):
+        while node.store.db_cid() != fragment.db_cid:
+            await node.wait_changed()
 
 
 async def _run_partition(
-    node: Node, fragment: QueryFragment, partition: int, sql: str
+    node: Node, fragment: QueryFragment, partition: int, sql: str, keymaps: KeyMaps
 ) -> PartialResult | PartialFailed:
     config = node.config
     timeout = min(config.query_timeout, fragment.deadline_ms / 1000)
+    part = partitioning_of(fragment)
     started = time.perf_counter()
 
-    def run(store: Store) -> tuple[bytes, int]:
-        if store.db_cid() != fragment.db_cid:
-            raise StoreError("database CID differs from the coordinator's")
-        table: pa.Table = store.query_arrow(sql, config.query_max_rows, timeout)
-        if store.db_cid() != fragment.db_cid:
-            raise StoreError("database changed while the fragment ran")
+    def run(store: Store) -> tuple[bytes, int, Scan]:
+        table: pa.Table = query_at(store, fragment.db_cid, sql, config.query_max_rows, timeout)
         data = to_ipc(table)
         if len(data) > config.distq_max_partial_bytes:
             raise StoreError(f"partial result larger than {config.distq_max_partial_bytes} bytes")
-        return data, table.num_rows
+        return data, table.num_rows, scan_of(store, keymaps, fragment.db_cid, part, partition)
 
     try:
-        data, rows = await node.read(run)
-    except (StoreError, duckdb.Error) as exc:
+        data, rows, (scanned, groups, total) = await node.query(run)
+    except (CidChanged, StoreError, duckdb.Error) as exc:
         node.metrics.inc("fragments_failed")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return PartialFailed(fragment.query_id, partition, reason)
     node.metrics.inc("fragments_run")
-    elapsed = (time.perf_counter() - started) * 1000
-    return PartialResult(fragment.query_id, partition, data, rows, round(elapsed, 3))
+    elapsed = round((time.perf_counter() - started) * 1000, 3)
+    return PartialResult(fragment.query_id, partition, data, rows, elapsed, scanned, groups, total)
+
+
+def scan_of(store: Store, keymaps: KeyMaps, db_cid: str, part: Partitioning, index: int) -> Scan:
+    """What slice ``index`` reads here by our zone maps: (rows, row groups, of total);
+    zeros where they do not tell (a slice on another column)."""
+    if part.strategy == KEYS and part.column != FACT_KEY:
+        return 0, 0, 0
+    keymap = keymaps.at(store, db_cid)
+    if part.strategy != KEYS:  # a hash or row-number slice reads every row group
+        return keymap.scan([(None, None)])
+    return keymap.scan(key_ranges(part, index))

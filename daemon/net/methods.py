@@ -18,7 +18,7 @@ from protocol.control import ControlError, param
 async def status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Identity, database CID and vector, addresses, peers, row counts, counters."""
     announce = current_announce(node)
-    rows = await node.read(lambda s: s.row_counts())
+    rows, conflicts = await node.read(lambda s: (s.row_counts(), s.open_conflict_count()))
     return {
         "peer_id": node.peer_id,
         "db_cid": announce.db_cid,
@@ -34,7 +34,7 @@ async def status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         "uptime_s": round(time.time() - node.started_at, 3),
         "metrics": node.metrics.snapshot(),
         "conflict_strategies": {t: s.value for t, s in node.store.strategies.items()},
-        "conflicts_open": await node.read(lambda s: s.open_conflict_count()),
+        "conflicts_open": conflicts,
     }
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.query.sandbox import validate_query
+from daemon.query.limits import QueryLimits, query_cursor
+from daemon.query.sandbox import check_query
 from daemon.store.database import Store
+from daemon.store.running import RUNNING
 from protocol.schema import TABLES
 
 LARGE_TABLE = 1_000_000
@@ -182,19 +183,16 @@ def _shape_advice(op: Operator) -> list[str]:
 # -- running (reader thread) ---------------------------------------------------------------
 
 
-def analyze(store: Store, sql: str, timeout: float) -> dict[str, Any]:
-    """Profile ``sql`` and collect suggestions. Runs in a reader thread."""
-    validate_query(sql)
-    cur = store.cursor()
-    timer = threading.Timer(timeout, cur.interrupt)
-    timer.start()
-    try:
-        row = cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").fetchone()
-        profile = parse_profile(row[1] if row else "{}")
-        facts = _facts(cur, profile)
-    finally:
-        timer.cancel()
-        cur.close()
+def analyze(store: Store, sql: str, limits: QueryLimits) -> dict[str, Any]:
+    """Profile ``sql`` and collect suggestions. Runs in a query worker."""
+    check_query(sql)
+    with RUNNING.guard(query_cursor(store, limits), limits.timeout) as cur:
+        try:
+            row = cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").fetchone()
+            profile = parse_profile(row[1] if row else "{}")
+            facts = _facts(cur, profile)
+        finally:
+            cur.close()
     return {
         "total_ms": profile.total_ms,
         "operator_ms": round(profile.operator_ms, 3),

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import duckdb
 import trio
 
 from daemon.node import Node
@@ -18,8 +17,10 @@ from daemon.query import analyze, share
 from daemon.query.cached import plan_query
 from daemon.query.cachestate import cache_state
 from daemon.query.fingerprint import fingerprint
+from daemon.query.limits import QUERY_ERRORS, QueryLimits, control_error
+from daemon.query.methods import max_rows_param
 from daemon.query.resultcache import CacheKey
-from daemon.query.sandbox import QueryRejected
+from daemon.query.sandbox import QueryRejected, check_query
 from daemon.query.strategy import strategy
 from protocol.control import ControlError, param
 
@@ -65,10 +66,9 @@ async def cache_clear(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """How ``sql`` is cached: fingerprint, normalized SQL, strategy, hits, cost, rewrites."""
     sql = param(params, "sql", str)
-    max_rows = min(
-        int(params.get("max_rows") or node.config.query_max_rows), node.config.query_max_rows
-    )
+    max_rows = QueryLimits.of(node.config, max_rows_param(params)).max_rows
     try:
+        await trio.to_thread.run_sync(check_query, sql)
         fp = await trio.to_thread.run_sync(fingerprint, sql)
         plan = await trio.to_thread.run_sync(plan_query, sql)
     except QueryRejected as exc:
@@ -100,16 +100,12 @@ async def query_explain_cache(node: Node, params: dict[str, Any]) -> dict[str, A
 async def query_analyze(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Run ``sql`` under DuckDB's profiler: operators with time and rows, suggestions."""
     sql = param(params, "sql", str)
-    timeout = node.config.query_timeout
+    limits = QueryLimits.of(node.config)
     try:
-        return await node.read(lambda s: analyze.analyze(s, sql, timeout))
-    except QueryRejected as exc:
-        node.metrics.inc("queries_rejected")
-        raise ControlError("bad_request", str(exc)) from exc
-    except duckdb.InterruptException as exc:
-        raise ControlError("timeout", f"query exceeded {timeout} s") from exc
-    except duckdb.Error as exc:
-        raise ControlError("bad_request", str(exc).splitlines()[0]) from exc
+        return await node.query(lambda s: analyze.analyze(s, sql, limits))
+    except QUERY_ERRORS as exc:
+        node.metrics.inc("queries_rejected" if isinstance(exc, QueryRejected) else "queries_failed")
+        raise control_error(exc, limits) from exc
 
 
 METHODS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {

@@ -1,6 +1,6 @@
 """The local query path's cache: look up before running, remember after running.
 
-``handlers.query`` calls :func:`lookup` first (local entry at the current CID, then a
+``methods.query`` calls :func:`lookup` first (local entry at the current CID, then a
 peer at the same CID), runs the query with :func:`execute` on a miss (rewritten,
 inside one DuckDB transaction that also reads the chain heads, so the result is tied
 to the exact CID it was computed at) and hands the outcome to :func:`remember`.
@@ -21,11 +21,13 @@ from daemon.node import Node
 from daemon.query import share
 from daemon.query.cachestate import CachedResult, CacheState, cache_state, encoded_size
 from daemon.query.fingerprint import Fingerprint, fingerprint, known_fingerprint
+from daemon.query.limits import QueryLimits, fetch_rows, query_cursor
 from daemon.query.resultcache import CacheKey
 from daemon.query.rewrite import Rewritten, rewrite_sql
-from daemon.query.sandbox import QueryRejected
+from daemon.query.sandbox import QueryRejected, check_query
 from daemon.query.strategy import NONE, strategy
-from daemon.store.database import Store, StoreError
+from daemon.store.database import Store
+from daemon.store.running import RUNNING
 
 
 @dataclass
@@ -42,31 +44,26 @@ class Executed:
 # -- execution (reader thread) -------------------------------------------------------------
 
 
-def execute(
-    store: Store, sql: str, max_rows: int, timeout: float, convert: Callable[[Any], Any]
-) -> Executed:
-    """Run a validated query (rewritten) in one transaction with the chain heads.
+def execute(store: Store, sql: str, limits: QueryLimits, convert: Callable[[Any], Any]) -> Executed:
+    """Run a checked query (rewritten) in one transaction with the chain heads.
 
-    Runs in a reader thread. Raises duckdb errors, StoreError on the row cap.
+    Runs in a query worker. Raises duckdb errors, StoreError on a limit.
     """
     plan = plan_query(sql)
-    cur = store.cursor()
-    timer = _interrupt_after(cur, timeout)
-    try:
-        cur.execute("BEGIN TRANSACTION READ ONLY")
-        seen = dict(cur.execute("SELECT origin, seq FROM store.heads").fetchall())
-        cur.execute(plan.sql)
-        columns = [d[0] for d in cur.description or []]
-        raw = cur.fetchmany(max_rows + 1)
-        if plan.rewrites:
-            columns = output_columns(cur, sql)
-        cur.execute("COMMIT")
-    finally:
-        timer.cancel()
-        cur.close()
-    if len(raw) > max_rows:
-        raise StoreError(f"result has more than {max_rows} rows (limit)")
-    rows = [[convert(v) for v in row] for row in raw]
+    if plan.sql != sql:
+        check_query(plan.sql)  # what runs is what was checked
+    with RUNNING.guard(query_cursor(store, limits), limits.timeout) as cur:
+        try:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            seen = dict(cur.execute("SELECT origin, seq FROM store.heads").fetchall())
+            cur.execute(plan.sql)
+            columns = [d[0] for d in cur.description or []]
+            rows = fetch_rows(cur, limits, convert)
+            if plan.rewrites:
+                columns = output_columns(cur, sql)
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
     heads, cid = store.state()
     snapshot_cid = cid if {o: s for o, (s, _) in heads.items()} == seen else ""
     return Executed(columns, rows, plan.rewrites, snapshot_cid, encoded_size(columns, rows))
@@ -102,12 +99,6 @@ def plan_query(sql: str) -> Rewritten:
 def output_columns(cur: Any, sql: str) -> list[str]:
     """Output column names of ``sql`` as DuckDB names them (bound, not run)."""
     return [row[0] for row in cur.execute(f"DESCRIBE {sql}").fetchall()]
-
-
-def _interrupt_after(cur: Any, timeout: float) -> Any:
-    timer = threading.Timer(timeout, cur.interrupt)
-    timer.start()
-    return timer
 
 
 # -- lookup (event loop) --------------------------------------------------------------------
@@ -159,6 +150,7 @@ async def _columns_for(node: Node, state: CacheState, sql: str, value: CachedRes
     if known is None:
 
         def describe(store: Store) -> list[str]:
+            check_query(sql)  # DESCRIBE binds it: the same checks as running it
             cur = store.cursor()
             try:
                 return output_columns(cur, sql)

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from daemon.node import Node
+from daemon.node import PYTHON_WORK, Node
 from daemon.query.resultcache import ResultCache
 from daemon.query.strategy import StatsTable, Thresholds
 from daemon.ratelimit import RateLimiter
@@ -32,7 +32,7 @@ class CachedResult:
 
 
 MAX_ENTRY_BYTES = 64 << 20  # no single result larger than this is cached
-SIZE_CHUNK = 10_000
+SIZE_CHUNK = 2048  # rows per packb call: each holds the GIL throughout
 
 
 def encoded_size(columns: list[str], rows: list[list[Any]]) -> int:
@@ -42,7 +42,8 @@ def encoded_size(columns: list[str], rows: list[list[Any]]) -> int:
     total = 1 + len(msgpack.packb(columns, use_bin_type=True)) + _array_header(len(rows))
     for start in range(0, len(rows), SIZE_CHUNK):
         chunk = rows[start : start + SIZE_CHUNK]
-        total += len(msgpack.packb(chunk, use_bin_type=True)) - _array_header(len(chunk))
+        with PYTHON_WORK:  # see daemon.node
+            total += len(msgpack.packb(chunk, use_bin_type=True)) - _array_header(len(chunk))
         if total > MAX_ENTRY_BYTES:
             break
     return total

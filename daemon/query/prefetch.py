@@ -2,7 +2,7 @@
 
 Queries whose strategy is ``aggressive`` (see ``daemon.query.strategy``) are re-run in the
 background right after the CID changes, at most ``cache_prefetch_max`` per new CID, one
-at a time (so prefetching holds at most one of the reader slots), after a short pause
+at a time (so prefetching holds at most one query worker), after a short pause
 that lets a burst of writes settle. A prefetch whose CID changed under it is not
 cached (``execute`` ties each result to the snapshot it read).
 """
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import time
 
-import duckdb
 import structlog
 import trio
 
 from daemon.node import Node
-from daemon.query.cached import execute, remember
+from daemon.query.cached import Executed, execute, remember
 from daemon.query.cachestate import cache_state
+from daemon.query.limits import QUERY_ERRORS, QueryLimits
 from daemon.query.methods import to_wire
 from daemon.query.resultcache import CacheKey
-from daemon.query.sandbox import QueryRejected
-from daemon.store.database import StoreError
+from daemon.query.sandbox import check_query
+from daemon.store.database import Store
 
 log = structlog.get_logger("prefetch")
 
@@ -63,11 +63,16 @@ async def prefetch_once(node: Node, cid: str) -> int:
 
 async def _run(node: Node, sql: str, max_rows: int) -> bool:
     started = time.perf_counter()
-    timeout = node.config.query_timeout
+    limits = QueryLimits.of(node.config, max_rows)
+
+    def run(store: Store) -> Executed:
+        check_query(sql)
+        return execute(store, sql, limits, to_wire)
+
     try:
-        out = await node.read(lambda s: execute(s, sql, max_rows, timeout, to_wire))
-    except (QueryRejected, duckdb.Error, StoreError) as exc:
-        log.info("prefetch failed", error=str(exc).splitlines()[0])
+        out = await node.query(run)
+    except QUERY_ERRORS as exc:
+        log.info("prefetch failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
         return False
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     result = remember(node, sql, max_rows, {"columns": out.columns, "rows": out.rows,

@@ -27,6 +27,7 @@ from daemon.store import rowsql
 from daemon.store.apply import BatchContext, NotNew, apply_batch
 from daemon.store.blocklog import BlockLog
 from daemon.store.rowchanges import key_text
+from daemon.store.running import RUNNING
 from protocol import changeset as cs_codec
 from protocol import codec
 from protocol import hlc as hlc_clock
@@ -76,6 +77,7 @@ class Store:
         path: Path | str,
         *,
         memory_limit: str | None = None,
+        settings: Mapping[str, Any] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         # Checkpoint every 256 MB of WAL rather than DuckDB's 16 MB: bulk writes then
@@ -83,9 +85,12 @@ class Store:
         config: dict[str, Any] = {"enable_external_access": False, "checkpoint_threshold": "256MB",
                                   # UUID and JSON columns leave as Arrow's uuid and json
                                   # types (snapshots: 16-byte UUIDs load without parsing)
-                                  "arrow_lossless_conversion": True}  # fmt: skip
+                                  "arrow_lossless_conversion": True,
+                                  # query cursors bound their own memory once locked
+                                  "allowed_configs": ["operator_memory_limit"]}  # fmt: skip
         if memory_limit:
             config["memory_limit"] = memory_limit
+        config.update(settings or {})  # query limits (daemon.query.limits.store_settings)
         self.path = str(path)
         self.clock_ms = clock_ms  # wall clock for the HLC (tests skew it)
         self.blocklog = BlockLog(Path(path).with_suffix(".blocks"))
@@ -570,11 +575,10 @@ class Store:
 def interrupt_after(
     cur: duckdb.DuckDBPyConnection, timeout: float
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """``cur`` interrupted if still running after ``timeout`` s, and closed at the end."""
-    timer = threading.Timer(timeout, cur.interrupt)
-    timer.start()
+    """``cur`` interrupted if still running after ``timeout`` s (or stopped by the memory
+    guard: ``daemon.store.running``), and closed at the end."""
     try:
-        yield cur
+        with RUNNING.guard(cur, timeout):
+            yield cur
     finally:
-        timer.cancel()
         cur.close()

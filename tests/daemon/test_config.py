@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import BAD_CONFIGS
 
 from daemon.config import Config, ConfigError, default_data_dir, load_config
 from protocol.conflicts import Strategy
+
+PEER = "12D3KooWQYV9dGMFoRzNStwpXztXaBUjtPqi6aU76ZgUriHhKust"
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +83,7 @@ def test_config_file_from_env(tmp_path: Path) -> None:
 def test_env_values_are_converted(tmp_path: Path) -> None:
     env = {
         "DUCKPEER_LISTEN": "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2,",
-        "DUCKPEER_BOOTSTRAP": "/ip4/10.0.0.1/tcp/4001/p2p/QmX",
+        "DUCKPEER_BOOTSTRAP": f"/ip4/10.0.0.1/tcp/4001/p2p/{PEER}",
         "DUCKPEER_MDNS": "true",
         "DUCKPEER_QUERY_MAX_ROWS": "500",
         "DUCKPEER_ANNOUNCE_INTERVAL": "0.25",
@@ -90,13 +93,13 @@ def test_env_values_are_converted(tmp_path: Path) -> None:
     }
     config = load_config(None, env, {})
     assert config.listen == ("/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2")
-    assert config.bootstrap == ("/ip4/10.0.0.1/tcp/4001/p2p/QmX",)
+    assert config.bootstrap == (f"/ip4/10.0.0.1/tcp/4001/p2p/{PEER}",)
     assert config.mdns is True
     assert config.query_max_rows == 500
     assert config.announce_interval == 0.25
     assert config.data_dir == tmp_path / "data"
     assert config.socket_path == tmp_path / "c.sock"
-    assert config.memory_limit == "1GB"
+    assert config.memory_limit == 1_000_000_000
     assert load_config(None, {"DUCKPEER_MDNS": "0"}, {}).mdns is False
 
 
@@ -265,3 +268,48 @@ def test_psk_file_formats(tmp_path: Path) -> None:
             read_psk(bare)
     with pytest.raises(ConfigError, match="cannot read"):
         read_psk(tmp_path / "missing.key")
+
+
+@pytest.mark.parametrize(("key", "text"), BAD_CONFIGS, ids=[t for _, t in BAD_CONFIGS])
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, key: str, text: str) -> None:
+    assert key in one_line_error(write(tmp_path, text + "\n"), {}, {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ANNOUNCE_INTERVAL", "nan"),
+        ("ANNOUNCE_DEBOUNCE", "-1"),
+        ("QUERY_MAX_ROWS", "-1"),
+        ("MEMORY_LIMIT", "12 parsecs"),
+        ("LISTEN", "/ip4/0.0.0.0/tcp/x"),
+        ("QUERY_WORKERS", "0"),
+        ("CONTROL_SOCKET", "/tmp/" + "s" * 120),
+    ],
+)
+def test_bad_env_value_is_one_line_naming_the_key(name: str, value: str) -> None:
+    assert name.lower() in one_line_error(None, {f"DUCKPEER_{name}": value}, {})
+
+
+def test_sizes_accept_units() -> None:
+    env = {
+        "DUCKPEER_MEMORY_LIMIT": "2GiB",
+        "DUCKPEER_QUERY_MEMORY_LIMIT": "512MB",
+        "DUCKPEER_MAX_TEMP_BYTES": "0",
+        "DUCKPEER_QUERY_MAX_RESULT_BYTES": "1048576",
+    }
+    config = load_config(None, env, {})
+    assert config.memory_limit == 2 << 30 and config.memory_limit_bytes == 2 << 30
+    assert config.query_memory_bytes == 512_000_000
+    assert config.max_temp_bytes == 0 and config.query_max_result_bytes == 1 << 20
+
+
+def test_default_memory_limit_follows_the_machine() -> None:
+    from daemon.configcheck import default_memory_limit, machine_memory
+
+    config = load_config(None, {}, {})
+    assert config.memory_limit is None
+    assert (
+        config.memory_limit_bytes == default_memory_limit() == max(256 << 20, machine_memory() // 4)
+    )
+    assert config.query_memory_bytes == config.memory_limit_bytes // 4

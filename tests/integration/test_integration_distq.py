@@ -15,6 +15,7 @@ from distq_corpus import SINGLE_NODE_QUERIES, SPLIT_QUERIES, has_order, same_res
 
 from daemon.localcluster import LocalCluster, LocalPeer, wait_until
 from peerctl.cli import main as peerctl_main
+from peerctl.client import RequestFailed
 
 pytestmark = pytest.mark.slow
 ROWS = 600
@@ -112,8 +113,6 @@ def test_mapreduce_and_cluster_status(cluster: LocalCluster) -> None:
 
 
 def test_bad_requests_are_refused(cluster: LocalCluster) -> None:
-    from peerctl.client import RequestFailed
-
     with cluster.peers[0].client() as client:
         for call in (
             lambda: client.execute_distributed_query("DELETE FROM models"),
@@ -172,3 +171,84 @@ def test_failover_on_missed_deadline_and_on_a_peer_killed_mid_query() -> None:
     failed = [t for t in got["node_timings"] if t["failed"]]
     assert failed and "disconnected" in failed[0]["failed"][0]
     assert sorted(p for t in got["node_timings"] for p in t["partitions"]) == [0, 1, 2]
+
+
+def test_fragments_go_down_query_links_and_timings_say_what_was_read(
+    cluster: LocalCluster,
+) -> None:
+    coordinator, worker = cluster.peers[0], cluster.peers[1]
+    sql = SPLIT_QUERIES[5]
+    with coordinator.client() as client:
+        expected = client.query(sql)["rows"]
+
+        def streamed() -> bool:
+            got = client.execute_distributed_query(sql)
+            assert same_result(expected, got["rows"], ordered=False)
+            return metric(coordinator, "fragments_streamed") > 0
+
+        wait_until(streamed, 30, "a fragment sent down a query link")
+        got = client.execute_distributed_query(sql, "round_robin")
+    # Each worker ran the first copy of each fragment and dropped the other one.
+    wait_until(lambda: metric(worker, "fragments_duplicate") > 0, 30, "a gossip copy dropped")
+    timings = got["node_timings"]
+    assert sum(t["share"] for t in timings) == pytest.approx(1.0, abs=1e-3)
+    assert all(t["row_groups_total"] >= 1 and t["scanned_rows"] >= 1 for t in timings), timings
+    assert got["partitioning"]["wire_strategy"] == "keys" and got["attempts"] == 1
+    status = coordinator.call("cluster_status")
+    assert all(n["capacity"]["cores"] for n in status["nodes"]), status["nodes"]
+
+
+def test_a_write_mid_query_makes_the_coordinator_plan_again() -> None:
+    cluster = LocalCluster(3)
+    cluster.peers[2].env["DUCKPEER_DISTQ_FRAGMENT_DELAY"] = "2"  # holds its partitions
+    cluster.peers[1].env["DUCKPEER_DISTQ_RETRIES"] = "0"
+    with cluster:
+        coordinator, writer, slow = ready_cluster(cluster), cluster.peers[1], cluster.peers[2]
+        sql = SPLIT_QUERIES[6]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(lambda: coordinator.call("query_distributed", sql=sql))
+            wait_until(lambda: metric(slow, "fragments_received") >= 1, 30, "slow fragment")
+            writer.call("ingest", records=sample_records(7, seed=99))  # lands mid-query
+            got = future.result(timeout=120)
+        cluster.wait_converged(60)
+        assert got["attempts"] >= 2 and got["distributed"]
+        assert same_result(coordinator.call("query", sql=sql)["rows"], got["rows"], False)
+        assert got["db_cid"] == coordinator.status()["db_cid"]
+        # A coordinator allowed no second plan says so.
+        wait_until(lambda: writer.call("cluster_status")["query_nodes"] == 3, 30, "mesh")
+        received = metric(slow, "fragments_received")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(lambda: writer.call("query_distributed", sql=sql))
+            wait_until(lambda: metric(slow, "fragments_received") > received, 30, "fragment")
+            coordinator.call("ingest", records=sample_records(3, seed=98))
+            with pytest.raises(RequestFailed, match="changed during each of 1 attempt"):
+                future.result(timeout=120)
+
+
+def test_a_peer_claiming_cores_it_lacks_gets_less_work_after_its_first_slow_answer() -> None:
+    cluster = LocalCluster(3)
+    liar = cluster.peers[2]
+    liar.env["DUCKPEER_DISTQ_ADVERTISED_CORES"] = "64"
+    liar.env["DUCKPEER_DISTQ_FRAGMENT_DELAY"] = "3"  # and it is not fast at all
+    with cluster:
+        coordinator = cluster.peers[0]
+        for seed in (5, 6):
+            coordinator.call("ingest", records=sample_records(60_000, seed=seed))
+        cluster.wait_converged(120)
+        liar_id = liar.status()["peer_id"]
+
+        def claim() -> int | None:
+            status = coordinator.call("cluster_status")
+            if status["query_nodes"] != 3:
+                return None
+            return next(n for n in status["nodes"] if n["peer_id"] == liar_id)["capacity"]["cores"]
+
+        wait_until(lambda: claim() == 64, 30, "the liar's capacity report")
+        sql = SPLIT_QUERIES[6]
+        shares = []
+        for _ in range(3):
+            got = coordinator.call("query_distributed", sql=sql)
+            assert got["failovers"] == 0
+            shares.append(next(t["share"] for t in got["node_timings"] if t["peer_id"] == liar_id))
+    assert shares[0] > 0.8, shares  # believed at first: 64 cores against 2 and 2
+    assert shares[1] < shares[0] - 0.2 and shares[2] < min(shares[1], 0.5), shares

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,3 +141,39 @@ def test_prometheus_alerts_health_and_reload(tmp_path: Path) -> None:
         assert len(list((tmp_path / "png").glob("*.png"))) == 6
     finally:
         peer.stop()
+
+
+GRAFANA = Path(__file__).resolve().parents[2] / "systemd" / "grafana-duckpeer.json"
+EVENT_COUNTERS = {  # counters that exist only once something went wrong
+    "duckpeer_changesets_rejected_total": "changesets_rejected",
+    "duckpeer_writes_failed_total": "writes_failed",
+    "duckpeer_gossip_dropped_total": "gossip_dropped",
+}
+
+
+def test_the_grafana_dashboard_uses_metrics_the_daemon_exports(tmp_path: Path) -> None:
+    dashboard = json.loads(GRAFANA.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    names = {n for e in exprs for n in re.findall(r"duckpeer_[a-z0-9_]+", e)}
+    assert len(dashboard["panels"]) >= 10 and len(names) >= 15
+    port = free_port()
+    config = tmp_path / "duckpeer.toml"
+    config.write_text(CONFIG.format(port=port))
+    with LocalCluster(1, base_dir=tmp_path / "c", env={"DUCKPEER_CONFIG": str(config)}) as cl:
+        (a,) = cl.peers  # scraped; b writes, so replication figures move on a
+        b = LocalPeer("b", tmp_path / "c" / "b")
+        cl.peers.append(b)
+        b.start([a.listen_addr])
+        with b.client() as client:
+            client.ingest_columns(sample_results(50))
+        cl.wait_converged(timeout=30)
+        a.call("query", sql="SELECT count(*) FROM performance_results")
+
+        def exported() -> set[str]:
+            return {line.split("{")[0].split(" ")[0] for line in scrape(port).splitlines()
+                    if line.startswith("duckpeer_")}  # fmt: skip
+
+        wait_until(lambda: names - set(EVENT_COUNTERS) <= exported(), 30, "every panel's metric")
+    sources = "\n".join(p.read_text() for p in (GRAFANA.parents[1] / "daemon").rglob("*.py"))
+    for counter in EVENT_COUNTERS.values():
+        assert f'inc("{counter}"' in sources or f"inc('{counter}'" in sources, counter

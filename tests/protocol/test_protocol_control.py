@@ -187,3 +187,11 @@ def test_large_ingest_chunk_fits_default_limit() -> None:
     data = control.encode_request(req)
     assert len(data) < control.MAX_CONTROL_FRAME
     assert control.decode_request(data) == req
+
+
+def test_streamed_items_carry_more_and_one_shot_bytes_are_unchanged() -> None:
+    one_shot = control.encode_response(ControlResponse(7, {"x": 1}))
+    assert b"\xa1m" not in one_shot  # no "m" key: the bytes older clients know
+    item = control.decode_response(control.encode_response(ControlResponse(7, [1], more=True)))
+    assert item.more and item.result == [1] and item.ok
+    assert not control.decode_response(one_shot).more

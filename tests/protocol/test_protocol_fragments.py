@@ -1,5 +1,5 @@
-"""QueryFragment / PartialResult / PartialFailed: round trips, limits, and the fuzz
-invariant (any bytes give a message or RemoteProtocolError)."""
+"""QueryFragment / PartialResult / PartialFailed / Capacity: round trips, limits, and
+the fuzz invariant (any bytes give a message or RemoteProtocolError)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from protocol import messages
 from protocol.errors import RemoteProtocolError
-from protocol.messages import PartialFailed, PartialResult, QueryFragment
+from protocol.messages import Capacity, PartialFailed, PartialResult, QueryFragment
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,12 +30,13 @@ def fragments(draw: st.DrawFn) -> QueryFragment:
         coordinator=draw(st.text(max_size=128)),
         db_cid=draw(st.text(max_size=128)),
         sql=draw(st.text(max_size=200)),
-        strategy=draw(st.sampled_from(["hash", "round_robin", "range", "x"])),
+        strategy=draw(st.sampled_from(["keys", "hash", "round_robin", "range", "x"])),
         partitions=n,
         assignments={p: tuple(draw(st.lists(st.integers(0, n - 1), max_size=n))) for p in peers},
         column=draw(st.text(max_size=20)),
-        bounds=tuple(draw(st.lists(BOUND, max_size=n))),
+        bounds=tuple(draw(st.lists(BOUND, max_size=3 * n))),
         deadline_ms=draw(st.integers(1, 3_600_000)),
+        owners=tuple(draw(st.lists(st.integers(0, n - 1), max_size=3 * n))),
     )
 
 
@@ -46,6 +47,15 @@ partials = st.builds(
     data=st.binary(max_size=64),
     rows=st.integers(0, 1 << 40),
     elapsed_ms=st.floats(allow_nan=False),
+    scanned_rows=st.integers(0, 1 << 40),
+    row_groups=st.integers(0, 1 << 20),
+    row_groups_total=st.integers(0, 1 << 20),
+)
+capacities = st.builds(
+    Capacity,
+    cores=st.integers(1, 65536),
+    load=st.floats(0, 1e6, allow_nan=False),
+    busy=st.floats(0, 1e3, allow_nan=False),
 )
 failures = st.builds(
     PartialFailed,
@@ -53,7 +63,7 @@ failures = st.builds(
     partition=st.integers(0, 255),
     reason=st.text(max_size=100),
 )
-any_message = st.one_of(fragments(), partials, failures)
+any_message = st.one_of(fragments(), partials, failures, capacities)
 
 
 @SETTINGS
@@ -86,7 +96,7 @@ FIELD_VALUES = st.one_of(
 )
 structured = st.builds(
     lambda t, fields: msgpack.packb({"v": 1, "t": t, **fields}, use_bin_type=True),
-    st.sampled_from(["fragment", "partial", "partial_failed"]),
+    st.sampled_from(["fragment", "partial", "partial_failed", "capacity"]),
     st.dictionaries(
         st.sampled_from(
             [
@@ -105,6 +115,13 @@ structured = st.builds(
                 "rows",
                 "ms",
                 "reason",
+                "owner",
+                "srows",
+                "rg",
+                "rgt",
+                "cores",
+                "load",
+                "busy",
             ]
         ),
         FIELD_VALUES,
@@ -139,7 +156,9 @@ def _fragment_raw(**over: Any) -> bytes:
         {"assign": {"p": [-1]}},
         {"bounds": [True]},
         {"bounds": [None]},
-        {"bounds": [1, 2, 3]},  # more bounds than partitions
+        {"bounds": [1] * 1024},  # more bounds than chunks
+        {"owner": [2]},  # chunk owner out of range
+        {"owner": [0] * 1025},
         {"sql": "x" * 100_001},
         {"deadline": 0},
         {"assign": {f"p{i}": [0] for i in range(65)}},
@@ -148,3 +167,20 @@ def _fragment_raw(**over: Any) -> bytes:
 def test_invalid_fragments_rejected(over: dict[str, Any]) -> None:
     with pytest.raises(RemoteProtocolError):
         messages.decode(_fragment_raw(**over), 1 << 22)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"cores": 0},
+        {"cores": 65537},
+        {"cores": True},
+        {"cores": 2, "load": -1.0},
+        {"cores": 2, "load": float("inf")},
+        {"cores": 2, "busy": "x"},
+        {"load": 1.0},
+    ],
+)
+def test_invalid_capacities_rejected(raw: dict[str, Any]) -> None:
+    with pytest.raises(RemoteProtocolError):
+        messages.decode(msgpack.packb({"v": 1, "t": "capacity", **raw}), 1 << 22)

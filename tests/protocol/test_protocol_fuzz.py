@@ -250,6 +250,7 @@ DECODERS: dict[str, tuple[Callable[[bytes], object], Callable[[Any], bytes], tup
             messages.QueryFragment,
             messages.PartialResult,
             messages.PartialFailed,
+            messages.Capacity,
         ),
     ),
     "request": (control.decode_request, control.encode_request, (control.ControlRequest,)),

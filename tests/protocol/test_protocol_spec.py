@@ -183,7 +183,7 @@ MSGPACK: dict[str, Codec] = {
 TYPES = {
     "messages": {
         "Announce", "QueryFragment", "SyncRequest", "SyncBlock", "SyncEnd", "SyncError",
-        "PartialResult", "PartialFailed",
+        "PartialResult", "PartialFailed", "Capacity",
     },
     "changeset": {"Changeset"},
     "snapmsg": {"SnapQuery", "SnapOffer", "SnapWant", "SnapBlock", "SnapError"},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from daemon.control import server as control_server
+from daemon.control.limits import ControlLimits
 from daemon.control.server import SocketInUse, bind_control_socket, serve_control
 from peerctl.client import Client, DaemonUnavailable, RequestFailed
 from protocol import codec
@@ -221,7 +221,7 @@ async def test_idle_connection_is_dropped(
         async with stream:
             start = trio.current_time()
             assert await stream.receive_some(10) == b""  # the server gave up on us
-            assert trio.current_time() - start >= control_server.IDLE_TIMEOUT
+            assert trio.current_time() - start >= ControlLimits(1).idle_timeout
         assert server.malformed == 1
 
 
@@ -305,3 +305,119 @@ async def test_configured_frame_limit_refuses_bigger_requests(sock_dir: Path) ->
         assert server.malformed == 1
         assert await acall(path, "echo", n=1) == {"echo": {"n": 1}}
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def limited(path: Path, limits: ControlLimits) -> AsyncIterator[Server]:
+    server = Server(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(serve_control, path, HANDLERS, server.on_malformed, limits=limits)
+        )
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def partial_frame(size: int) -> bytes:
+    """The header and first byte of a request frame declaring ``size`` bytes."""
+    return encode_frame(b"\x00" * size, size)[:5]
+
+
+async def echo_on(stream: trio.SocketStream) -> ControlResponse:
+    """One echo request on an open connection, and its response."""
+    request = codec.pack({"v": 1, "id": 7, "m": "echo", "p": {}})
+    await stream.send_all(encode_frame(request, 1 << 20))
+    decoder = FrameDecoder(MAX_CONTROL_FRAME)
+    with trio.fail_after(10):
+        while (frame := decoder.next_frame()) is None:
+            decoder.feed(await stream.receive_some(65536))
+    return decode_response(frame)
+
+
+async def test_connections_beyond_the_limit_are_answered_busy(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with limited(path, ControlLimits(MAX_CONTROL_FRAME, max_connections=2)) as server:
+        held = [await trio.open_unix_socket(str(path)) for _ in range(2)]
+        try:
+            for stream in held:  # both are being served (and counted) now
+                assert (await echo_on(stream)).ok
+            responses = await raw_exchange(path, b"")
+            assert [r.error_code for r in responses] == ["busy"]
+            assert "control_max_connections" in (responses[0].error or "")
+        finally:
+            for stream in held:
+                await stream.aclose()
+        with trio.fail_after(10):
+            while True:  # the held connections are released as the server sees them close
+                try:
+                    assert await acall(path, "echo", n=1) == {"echo": {"n": 1}}
+                    break
+                except RequestFailed:
+                    await trio.sleep(0.01)
+        assert server.malformed == 0
+
+
+async def test_partial_frames_share_one_byte_budget(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    budget = 4 << 20
+    limits = ControlLimits(MAX_CONTROL_FRAME, max_buffered=budget, frame_timeout=5.0)
+    async with limited(path, limits) as server:
+        # Two connections each declare 3 MiB: the first gets its room, the second waits
+        # for room, and is answered busy when its frame time is up.
+        first = await trio.open_unix_socket(str(path))
+        second = await trio.open_unix_socket(str(path))
+        async with first, second:
+            await first.send_all(partial_frame(3 << 20))
+            await second.send_all(partial_frame(3 << 20))
+            with trio.fail_after(30):
+                reply = await second.receive_some(65536)
+            decoder = FrameDecoder(MAX_CONTROL_FRAME)
+            decoder.feed(reply)
+            frame = decoder.next_frame()
+            assert frame is not None
+            response = decode_response(frame)
+            assert response.error_code == "busy" and "control_frame_timeout" in (
+                response.error or ""
+            )
+        assert server.malformed >= 1
+        assert await acall(path, "echo", n=2) == {"echo": {"n": 2}}
+
+
+async def test_a_frame_larger_than_the_whole_budget_is_refused(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    async with limited(path, ControlLimits(MAX_CONTROL_FRAME, max_buffered=1 << 20)) as server:
+        assert await raw_exchange(path, partial_frame(2 << 20)) == []
+        assert server.malformed == 1
+        assert await acall(path, "echo", n=3) == {"echo": {"n": 3}}
+
+
+async def test_half_sent_frame_times_out_quickly(
+    sock_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = sock_dir / "c.sock"
+    limits = ControlLimits(MAX_CONTROL_FRAME, idle_timeout=3600.0, frame_timeout=10.0)
+    async with limited(path, limits) as server:
+        stream = await trio.open_unix_socket(str(path))
+        async with stream:
+            await stream.send_all(partial_frame(1000))
+            start = trio.current_time()
+            data = await stream.receive_some(65536)  # the busy answer, then EOF
+            elapsed = trio.current_time() - start
+            assert limits.frame_timeout <= elapsed < limits.idle_timeout
+            decoder = FrameDecoder(MAX_CONTROL_FRAME)
+            decoder.feed(data)
+            frame = decoder.next_frame()
+            assert frame is not None and decode_response(frame).error_code == "busy"
+        assert server.malformed == 1
+
+
+async def test_budget_is_released_after_each_request(sock_dir: Path) -> None:
+    path = sock_dir / "c.sock"
+    limits = ControlLimits(MAX_CONTROL_FRAME, max_buffered=1 << 20)
+
+    def many() -> list[Any]:
+        with Client(path, timeout=10) as client:
+            return [client.call("echo", blob="x" * 600_000)["echo"]["blob"][:1] for _ in range(5)]
+
+    async with limited(path, limits):
+        assert await trio.to_thread.run_sync(many) == ["x"] * 5  # 3 MB through 1 MiB of room

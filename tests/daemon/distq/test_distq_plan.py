@@ -12,9 +12,12 @@ from distq_corpus import SINGLE_NODE_QUERIES, SPLIT_QUERIES, has_order, same_res
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.distq.plan import Partitioning, partition_sql, plan_query
+from daemon.distq.keyspace import key_partitioning
+from daemon.distq.plan import plan_query
 from daemon.distq.reduce import from_ipc, reduce_partials, to_ipc
+from daemon.distq.slices import Partitioning, fragment_sql, partition_sql
 from daemon.query.sandbox import validate_query
+from daemon.store.cluster import KeyDistribution, RowGroup
 from protocol.schema import TABLES, ColType
 
 DUCK_TYPES = {
@@ -76,22 +79,37 @@ def distributed(con: duckdb.DuckDBPyConnection, sql: str, part: Partitioning) ->
     assert plan.distributed, plan.reason
     tables = []
     for i in range(part.count):
-        fragment = partition_sql(plan.map_sql, part, i)
+        fragment = fragment_sql(plan.map_sql, part, i)  # as peers run it: rewritten
         validate_query(fragment)  # what a peer checks before running it
         tables.append(from_ipc(to_ipc(con.sql(fragment).to_arrow_table()), 10**6))
     _, rows = reduce_partials(plan.reduce_sql, tables)
     return [list(r) for r in rows]
 
 
+def key_distribution(con: duckdb.DuckDBPyConnection, groups: int = 40) -> KeyDistribution:
+    """Zone maps as if the table were ``groups`` row groups in key order."""
+    keys = sorted(r[0].int for r in con.sql("SELECT result_id FROM performance_results").fetchall())
+    size = max(1, -(-len(keys) // groups))
+    chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+    return KeyDistribution([RowGroup(len(c), c[0], c[-1]) for c in chunks])
+
+
 def partitionings(con: duckdb.DuckDBPyConnection, n: int) -> list[Partitioning]:
+    """What coordinators send (key ranges of result_id by each strategy, unequal weights;
+    ranges on another column) and the older wire strategies peers still answer."""
     qs = [(i + 1) / n for i in range(n - 1)]
     bounds = con.sql(
         f"SELECT quantile_disc(average_latency_ms, {qs}) FROM performance_results"
     ).fetchall()[0][0] if n > 1 else []  # fmt: skip
+    dist = key_distribution(con)
+    weights = [1.0 + i for i in range(n)]
+    latency_bounds = tuple(bounds or [0.0] * (n - 1))
     return [
+        *(key_partitioning(dist, s, weights) for s in ("range", "round_robin", "hash")),
+        Partitioning("keys", n, "average_latency_ms", latency_bounds, tuple(range(n))),
         Partitioning("hash", n),
         Partitioning("round_robin", n),
-        Partitioning("range", n, "average_latency_ms", tuple(bounds or [0.0] * (n - 1))),
+        Partitioning("range", n, "average_latency_ms", latency_bounds),
     ]
 
 
@@ -120,7 +138,7 @@ def test_unsplittable_queries_say_why(sql: str) -> None:
 
 
 def test_range_partitions_are_disjoint_and_complete(db: duckdb.DuckDBPyConnection) -> None:
-    part = partitionings(db, 4)[2]
+    part = partitionings(db, 4)[6]
     sizes = [
         db.sql(partition_sql("SELECT COUNT(*) FROM performance_results", part, i)).fetchall()[0][0]
         for i in range(4)
@@ -153,8 +171,8 @@ row = st.tuples(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(row, max_size=40), n=st.integers(1, 5), strategy=st.sampled_from([0, 1, 2]))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(row, max_size=40), n=st.integers(1, 5), strategy=st.integers(0, 6))
 def test_random_data_sets(rows: list[tuple[Any, ...]], n: int, strategy: int) -> None:
     con = make_db(rows)
     part = partitionings(con, n)[strategy]
