@@ -20,11 +20,18 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store.database import Store, StoreError
+from daemon.store.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 BATCH_ROWS = 8192  # rows per Arrow batch read (the row cap is checked per batch)
 

@@ -23,15 +23,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 import structlog
 
 from daemon.kg import sql as kg_sql
 from daemon.kg.index import SimilarityIndex
+from daemon.store.lazy import lazy_module
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from daemon.store.database import Store
     from protocol.changeset import Decoded
+else:
+    pa = lazy_module("pyarrow")
 
 log = structlog.get_logger("kg")
 

@@ -38,17 +38,24 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from daemon.store.database import SCHEMA_VERSION, Store
+from daemon.store.lazy import lazy_module
 from protocol import car, unixfs
 from protocol.cid import database_cid
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+
 
 FORMAT = "duckpeer-snapshot"
 FORMAT_VERSION = 1

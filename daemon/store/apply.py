@@ -13,38 +13,50 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
 from daemon.store.blocklog import BlockLog
 from daemon.store.conflicts import track
+from daemon.store.lazy import lazy_module
 from daemon.store.merge import apply_merge
 from daemon.store.rowchanges import row_changes
-from daemon.store.rowsql import ARROW_TYPES
+from daemon.store.rowsql import arrow_type
 from protocol.changeset import Changeset, Decoded, Op, TableChanges
-from protocol.columnar import arrow_type as columnar_type
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
+
 _INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
-LOG_SCHEMA = pa.schema(
-    [
-        ("origin", pa.string()),
-        ("seq", pa.int64()),
-        ("hlc", pa.int64()),
-        ("cid", pa.string()),
-        ("prev", pa.string()),
-        ("row_count", pa.int64()),
-        ("applied", pa.int64()),
-        ("seg", pa.int32()),
-        ("pos", pa.int64()),
-        ("size", pa.int64()),
-    ]
-)
+
+
+@cache
+def _log_schema() -> pa.Schema:
+    """Rows of ``store.changesets``, as staged."""
+    return pa.schema(
+        [
+            ("origin", pa.string()),
+            ("seq", pa.int64()),
+            ("hlc", pa.int64()),
+            ("cid", pa.string()),
+            ("prev", pa.string()),
+            ("row_count", pa.int64()),
+            ("applied", pa.int64()),
+            ("seg", pa.int32()),
+            ("pos", pa.int64()),
+            ("size", pa.int64()),
+        ]
+    )
 
 
 @dataclass
@@ -152,14 +164,18 @@ def stage_table(cs: Changeset, table: TableChanges) -> pa.Table:
 
 
 def _staged_type(kind: ColType, columnar: bool) -> pa.DataType:
-    return columnar_type(kind) if columnar else ARROW_TYPES[kind]
+    if not columnar:
+        return arrow_type(kind)
+    from protocol.columnar import arrow_type as columnar_type  # loads with pyarrow's use
+
+    return columnar_type(kind)
 
 
 def _typed_array(table: str, name: str, kind: ColType, values: Sequence[object]) -> pa.Array:
     if kind in _INTEGRAL and set(map(type, values)) - {int, type(None)}:
         raise RemoteProtocolError(f"{table}.{name}: expected integers")  # not 1.5 -> 1
     try:
-        return pa.array(values, type=ARROW_TYPES[kind])
+        return pa.array(values, type=arrow_type(kind))
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise RemoteProtocolError(f"{table}.{name}: bad values: {exc}") from exc
 
@@ -172,7 +188,7 @@ def unify(cur: duckdb.DuckDBPyConnection, name: str, parts: list[pa.Table]) -> p
     if len({p.schema for p in parts}) == 1:
         return pa.concat_tables(parts)
     target = pa.schema(
-        [(n, _staged_type(k, True)) for n, k in TABLES[name].columns] + list(_VERSION_FIELDS)
+        [(n, _staged_type(k, True)) for n, k in TABLES[name].columns] + _version_fields()
     )
     uuids = [n for n, k in TABLES[name].columns if k is ColType.UUID]
     casts = ", ".join(f"CAST({n} AS UUID) AS {n}" for n in uuids)
@@ -188,7 +204,8 @@ def unify(cur: duckdb.DuckDBPyConnection, name: str, parts: list[pa.Table]) -> p
     return pa.concat_tables(fixed)
 
 
-_VERSION_FIELDS = (("_hlc", pa.int64()), ("_origin", pa.string()), ("_op", pa.uint8()))
+def _version_fields() -> list[tuple[str, pa.DataType]]:
+    return [("_hlc", pa.int64()), ("_origin", pa.string()), ("_op", pa.uint8())]
 
 
 def _apply_table(
@@ -280,8 +297,9 @@ def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchCon
          i.changeset.row_count(), ctx.first_applied + n, *place)
         for n, (i, place) in enumerate(zip(items, places, strict=True))
     ), strict=True))  # fmt: skip
+    schema = _log_schema()
     cur.register("log_stage", pa.Table.from_arrays(
-        [pa.array(c, f.type) for c, f in zip(columns, LOG_SCHEMA, strict=True)], schema=LOG_SCHEMA
+        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
     ))  # fmt: skip
     try:
         cur.execute("INSERT INTO store.changesets SELECT * FROM log_stage")

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
 from daemon.store.apply import BatchContext, NotNew, apply_batch
 from daemon.store.blocklog import BlockLog
+from daemon.store.lazy import lazy_module
 from daemon.store.rowchanges import key_text
 from daemon.store.running import RUNNING
 from protocol import changeset as cs_codec
@@ -36,6 +36,12 @@ from protocol.cid import database_cid
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 SCHEMA_VERSION = 1  # the replicated tables' columns (snapshots carry it)
 STORE_VERSION = 4  # the last migration in migrations/ (this file's own layout)
@@ -50,12 +56,14 @@ class StoreError(Exception):
 
 # What a write with values of the wrong type or range raises while it is applied; other
 # errors during a local commit are failures of the store itself (disk, bugs, DuckDB).
-BAD_VALUE_ERRORS = (
-    RemoteProtocolError,
-    pa.ArrowException,
-    duckdb.ConversionException,
-    duckdb.ConstraintException,
-)
+def bad_value_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a bad value (a function: pyarrow loads on first use)."""
+    return (
+        RemoteProtocolError,
+        pa.ArrowException,
+        duckdb.ConversionException,
+        duckdb.ConstraintException,
+    )
 
 
 @dataclass
@@ -312,7 +320,7 @@ class Store:
             raise RuntimeError(f"own changeset refused: {checked.rejected[0][1]}")
         try:
             self._transaction([item])
-        except BAD_VALUE_ERRORS as exc:  # the caller's values; anything else is ours
+        except bad_value_errors() as exc:  # the caller's values; anything else is ours
             raise StoreError(f"bad value: {str(exc).splitlines()[0]}") from exc
         return item
 

@@ -33,10 +33,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
+
+from daemon.store.lazy import lazy_module
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from daemon.store.database import Store
+else:
+    pa = lazy_module("pyarrow")
 
 MIN_COMPACT_BYTES = 1 << 20  # a current segment smaller than this is not rotated
 

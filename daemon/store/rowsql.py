@@ -13,12 +13,18 @@ at most one change per key. Statements are generated once per table and cached.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
+from daemon.store.lazy import lazy_module
 from protocol.schema import TABLES, ColType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 SQL_TYPES = {
     ColType.TEXT: "VARCHAR",
@@ -30,15 +36,19 @@ SQL_TYPES = {
     ColType.UUID: "UUID",
 }
 
-ARROW_TYPES = {
-    ColType.TEXT: pa.string(),
-    ColType.JSON: pa.string(),
-    ColType.UUID: pa.string(),
-    ColType.INT: pa.int64(),
-    ColType.FLOAT: pa.float64(),
-    ColType.BOOL: pa.bool_(),
-    ColType.TIMESTAMP: pa.timestamp("us"),
-}
+
+@cache
+def arrow_type(kind: ColType) -> pa.DataType:
+    """The Arrow type a column of ``kind`` is staged as (UUIDs as text)."""
+    return {
+        ColType.TEXT: pa.string(),
+        ColType.JSON: pa.string(),
+        ColType.UUID: pa.string(),
+        ColType.INT: pa.int64(),
+        ColType.FLOAT: pa.float64(),
+        ColType.BOOL: pa.bool_(),
+        ColType.TIMESTAMP: pa.timestamp("us"),
+    }[kind]
 
 
 def _older(a: str, b: str) -> str:
@@ -194,13 +204,28 @@ def insert_tuples(
         cur.unregister("tuples_stage")
 
 
-VERSION_FIELDS = [("_hlc", pa.int64()), ("_origin", pa.string())]
-TOMBSTONES = pa.schema([("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS])
-PENDING_BASES = TOMBSTONES
-CELL_VERSIONS = pa.schema(
-    [("tbl", pa.string()), ("pk", pa.string()), ("col", pa.string()), *VERSION_FIELDS]
-)
-CONFLICT_HEADS = pa.schema(
-    [("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS, ("op", pa.int8()),
-     ("data", pa.string())]
-)  # fmt: skip
+def _version_fields() -> list[tuple[str, pa.DataType]]:
+    return [("_hlc", pa.int64()), ("_origin", pa.string())]
+
+
+@cache
+def tombstones_schema() -> pa.Schema:
+    """Rows of ``store.tombstones`` (and ``store.pending_bases``, alike)."""
+    return pa.schema([("tbl", pa.string()), ("pk", pa.string()), *_version_fields()])
+
+
+@cache
+def cell_versions_schema() -> pa.Schema:
+    """Rows of ``store.cell_versions``."""
+    return pa.schema(
+        [("tbl", pa.string()), ("pk", pa.string()), ("col", pa.string()), *_version_fields()]
+    )
+
+
+@cache
+def conflict_heads_schema() -> pa.Schema:
+    """Rows of ``store.conflict_heads``."""
+    return pa.schema(
+        [("tbl", pa.string()), ("pk", pa.string()), *_version_fields(), ("op", pa.int8()),
+         ("data", pa.string())]
+    )  # fmt: skip

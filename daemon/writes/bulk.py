@@ -12,18 +12,27 @@ in the writer: it adds the models and hardware rows not yet present, a few keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from daemon.store.database import Store
+from daemon.store.lazy import lazy_module
 from daemon.writes.changes import RESULT_FIELDS, WriteError, guess_family, now_us
-from protocol import columnar
 from protocol.changeset import TableChanges
 from protocol.errors import RemoteProtocolError
 from protocol.schema import HARDWARE, MODELS, RESULTS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from protocol import columnar
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    columnar = lazy_module("protocol.columnar")
+
 
 MAX_ROWS_PER_CHUNK = 500_000
 COLUMNAR_MIN_ROWS = 512  # smaller chunks travel as msgpack (format 1): less overhead
