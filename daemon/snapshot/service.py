@@ -21,6 +21,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import structlog
@@ -55,6 +56,7 @@ class Served:
     info: SnapshotInfo
     blocks: dict[bytes, tuple[int, int]]
     made_at: float = field(default_factory=time.monotonic)
+    durable: bool = True  # fsynced (an export made to serve a peer is not, at first)
 
 
 class Snapshots:
@@ -66,39 +68,50 @@ class Snapshots:
         self.served: Served | None = None
         self._lock = trio.Lock()
 
-    async def current(self, max_age: float = 0.0) -> Served:
+    async def current(self, max_age: float = 0.0, durable: bool = True) -> Served:
         """A snapshot of the current state, exported now unless we have one; with
         ``max_age``, one that old or younger is good enough even if the database has
-        changed since (a bootstrapping peer catches up the rest by delta)."""
+        changed since (a bootstrapping peer catches up the rest by delta), unless it is
+        of an empty database: peers that started together ask each other for snapshots
+        while still empty, and a newcomer must not be offered that. ``durable``: the
+        file is on disk (fsynced) when this returns; serving peers need not wait."""
         async with self._lock:
             served = self.served
             fresh = served is not None and (
                 served.info.db_cid == self.node.store.db_cid()
-                or time.monotonic() - served.made_at <= max_age
+                or (bool(served.info.vector) and time.monotonic() - served.made_at <= max_age)
             )
             if served is None or not fresh:
-                served = await self._export()
+                served = await self._export(durable)
+            elif durable and not served.durable:
+                await trio.to_thread.run_sync(_fsync, served.info.path)
+                served.durable = True
             return served
 
-    async def _export(self) -> Served:
+    async def _export(self, durable: bool) -> Served:
         started = time.perf_counter()
         work = self.directory / "export.car"
-        info = await self.node.read(lambda store: export_snapshot(store, work))
+        info = await self.node.read(lambda store: export_snapshot(store, work, durable))
         final = self.directory / f"{info.root}.car"
         os.replace(work, final)
         info.path = final
-        self.adopt(info)
+        self.adopt(info, durable)
         self.node.metrics.inc("snapshots_exported")
         log.info("snapshot exported", root=info.root, db_cid=info.db_cid, bytes=info.size,
                  seconds=round(time.perf_counter() - started, 3))  # fmt: skip
         assert self.served is not None
         return self.served
 
-    def adopt(self, info: SnapshotInfo) -> None:
+    def adopt(self, info: SnapshotInfo, durable: bool = True) -> None:
         """Serve ``info`` (a CAR file of our current state) from now on."""
-        old, self.served = self.served, Served(info, info.index)
+        old, self.served = self.served, Served(info, info.index, durable=durable)
         if old is not None and old.info.path != info.path:
             old.info.path.unlink(missing_ok=True)  # streams serving it keep their fd
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
 
 
 _REGISTRY: weakref.WeakKeyDictionary[Node, Snapshots] = weakref.WeakKeyDictionary()
@@ -145,7 +158,7 @@ async def _serve_session(node: Node, framed: FramedStream, peer: str) -> None:
     first = await framed.receive()
     if first is None or not isinstance(snapmsg.decode(first), SnapQuery):
         raise RemoteProtocolError("expected a snapshot query")
-    served = await snapshots_of(node).current(node.config.snapshot_max_age)
+    served = await snapshots_of(node).current(node.config.snapshot_max_age, durable=False)
     info = served.info
     history = not node.store.unservable({})  # an empty peer could catch up by delta
     offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size, history)
