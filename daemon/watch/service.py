@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from daemon.node import Node
 from daemon.query import cached
+from daemon.query.limits import QueryLimits
 from daemon.query.methods import to_wire
 from daemon.query.sandbox import QueryRejected, validate_query
 from daemon.store.database import Store, StoreError
@@ -54,10 +55,10 @@ class Watches:
         self.hub.unsubscribe(sub)
 
     async def _evaluate(self, sql: str) -> Result:
-        config = self.node.config
+        limits = QueryLimits.of(self.node.config, WATCH_MAX_ROWS)
 
         def run(store: Store) -> cached.Executed:
-            return cached.execute(store, sql, WATCH_MAX_ROWS, config.query_timeout, to_wire)
+            return cached.execute(store, sql, limits, to_wire)
 
         try:
             done = await self.node.read(run)

@@ -18,6 +18,7 @@ import msgpack
 import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
 
 from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.net import sync
@@ -235,7 +236,8 @@ async def test_untrusted_peer_data_never_lands_until_trusted_by_sighup(
     from protocol.changeset import Changeset, TableChanges
 
     config = tmp_path / "duckpeer.toml"
-    config.write_text('trusted_peers = ["12D3KooWSomeoneElseEntirely"]\n')
+    someone_else = ID.from_pubkey(create_new_key_pair().public_key)
+    config.write_text(f'trusted_peers = ["{someone_else}"]\n')
     rows = TableChanges("models", ["model_id", "model_name"], bytes(1), [None], [3], [["m"], ["m"]])
     block = signed(changeset.encode(Changeset(evil.peer_id, 1, 1 << 40, None, [rows])))
     evil.set_stream_handler(sync.PROTOCOL, _serve_blocks([block]))

@@ -16,7 +16,7 @@ import trio
 from hostile_sql import BENIGN, HOSTILE
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from daemon.distq.worker import PROTOCOL
+from daemon.distq.links import PROTOCOL
 from daemon.localcluster import LocalCluster, LocalPeer
 from daemon.net.framed import FramedStream
 from daemon.net.network import Libp2pByteStream, Network, open_network

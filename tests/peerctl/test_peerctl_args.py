@@ -4,9 +4,6 @@ numbers range-checked before anything is sent, files checked before they are rea
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peerctl.cli import EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
-
-
-@pytest.fixture(scope="module")
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="dparg-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_daemon(monkeypatch: pytest.MonkeyPatch, sock_dir: Path) -> None:
-    monkeypatch.setenv("DUCKPEER_SOCKET", str(sock_dir / "absent.sock"))
-    monkeypatch.delenv("PEERCTL_DEBUG", raising=False)
 
 
 def outcome(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, list[str]]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,18 +21,6 @@ from protocol.control import ControlResponse
 from protocol.framing import FrameDecoder, encode_frame
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="dpcli-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_socket(monkeypatch: pytest.MonkeyPatch, sock_dir: Path) -> None:
-    monkeypatch.setenv("DUCKPEER_SOCKET", str(sock_dir / "absent.sock"))
 
 
 def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, list[str]]:

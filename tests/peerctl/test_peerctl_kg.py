@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_peerctl_cli import FakeDaemon, _no_ambient_socket, one_error_line, run, sock_dir
+from test_peerctl_cli import FakeDaemon, one_error_line, run
 
 from peerctl.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from peerctl.kg_export import GRAPHML_NS
-
-__all__ = ["_no_ambient_socket", "sock_dir"]  # fixtures shared with test_peerctl_cli
 
 GRAPH = {
     "nodes": {
