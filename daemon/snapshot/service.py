@@ -49,6 +49,10 @@ class BootstrapFailed(Exception):
     """No snapshot could be fetched and loaded; the message says why."""
 
 
+class NoOffer(BootstrapFailed):
+    """No connected peer offered a snapshot (none speaks the protocol, or all refused)."""
+
+
 @dataclass
 class Served:
     """The snapshot we currently serve, with where each block sits in its file."""
@@ -267,7 +271,7 @@ async def bootstrap(node: Node, peers: list[str], min_bytes: int = 0) -> Bootstr
     is smaller than ``min_bytes`` (then delta sync is about as fast and keeps history)."""
     sessions = await _offers(node, peers)
     if not sessions:
-        raise BootstrapFailed("no peer offered a snapshot")
+        raise NoOffer("no peer offered a snapshot")
     best = max(sessions, key=lambda s: (sum(s.offer.vector.values()), s.offer.root))
     chosen = [s for s in sessions if s.offer.root == best.offer.root]
     try:
@@ -494,6 +498,8 @@ async def _bootstrap_when_history_is_missing(node: Node) -> None:
         node.sync_held = True
         try:
             await _try_bootstrap(node, peers, min_bytes=0)
+        except NoOffer:
+            log.warning("delta history is missing and no peer offers a snapshot")
         finally:
             release(node)
 
@@ -515,7 +521,13 @@ async def bootstrap_on_start(node: Node) -> None:
             if first_seen is None or _settling(node, peers, now - first_seen):
                 await trio.sleep(0.1)
                 continue
-            if await _try_bootstrap(node, peers):
+            try:
+                if await _try_bootstrap(node, peers):
+                    return
+            except NoOffer:
+                # Nobody here serves snapshots: waiting out bootstrap_snapshot_wait would
+                # only delay the delta sync that is the one way to catch up with them.
+                log.info("no peer offers a snapshot; catching up by delta sync")
                 return
             await trio.sleep(1.0)
     finally:
@@ -531,6 +543,9 @@ async def _try_bootstrap(node: Node, peers: list[str], min_bytes: int | None = N
     floor = node.config.bootstrap_snapshot_min_bytes if min_bytes is None else min_bytes
     try:
         result = await bootstrap(node, peers, floor)
+    except NoOffer:
+        node.metrics.inc("snapshot_bootstrap_failures")
+        raise
     except BootstrapFailed as exc:
         node.metrics.inc("snapshot_bootstrap_failures")
         log.warning("snapshot bootstrap failed", error=str(exc))
