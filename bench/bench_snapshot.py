@@ -82,7 +82,11 @@ def wait_cid(peer: LocalPeer, cid: str, timeout: float) -> float:
 def bootstrap_from(
     name: str, tmp: Path, sources: list[LocalPeer], cid: str, timeout: float
 ) -> dict[str, Any]:
-    peer = LocalPeer(name, tmp / name, {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "1"})
+    peer = LocalPeer(
+        name,
+        tmp / name,
+        {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "1", "DUCKPEER_BOOTSTRAP_SNAPSHOT_MIN_BYTES": "0"},
+    )
     started = time.perf_counter()
     peer.spawn([s.listen_addr for s in sources])
     try:

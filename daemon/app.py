@@ -30,6 +30,7 @@ from daemon.query import guard as query_guard
 from daemon.query import prefetch, share
 from daemon.query.limits import store_settings
 from daemon.sdnotify import Notifier
+from daemon.snapshot import prune as log_prune
 from daemon.snapshot import service as snapshot_service
 from daemon.store.database import Store
 from daemon.store.signing import signer
@@ -105,6 +106,7 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     share.serve,
     prefetch.serve,
     snapshot_service.serve,
+    log_prune.serve,
     peerstatus.serve,
     monitor_service.serve,
     distq_service.serve,

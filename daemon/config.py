@@ -101,8 +101,12 @@ class Config:
     cache_share_timeout: float = 2.0
     cache_share_max_bytes: int = 16 << 20  # largest result sent to or taken from a peer
     cache_share_per_second: float = 20.0  # answers per asking peer (bursts of 40)
-    bootstrap_snapshot: bool = False  # empty store: load a peer's snapshot, then delta sync
+    bootstrap_snapshot: bool = True  # empty store: load a peer's snapshot, then delta sync
     bootstrap_snapshot_wait: float = 30.0  # seconds to wait for a peer's snapshot offer
+    bootstrap_snapshot_min_bytes: int = 8 << 20  # smaller offers: catch up by delta instead
+    log_prune: bool = True  # drop changeset blocks every known peer holds
+    log_prune_interval: float = 60.0  # seconds between pruning passes
+    log_peer_retention: float = 7 * 86400.0  # a peer silent this long no longer holds it back
     snapshot_max_age: float = 300.0  # serve a snapshot this old to new peers (delta does the rest)
     ipfs_api: str | None = None  # e.g. http://127.0.0.1:5001: snapshots are imported and pinned
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # [metrics], [[alerts]]

@@ -112,12 +112,16 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "distq_advertised_cores": (0, 65536, True),
     "distq_switch_interval": (0, 0.1, True),
     "recluster_idle": (0, 86400, False),
+    "log_prune_interval": (0, 86400 * 365, False),
+    "log_peer_retention": (0, UNLIMITED, True),
+    "bootstrap_snapshot_min_bytes": (0, UNLIMITED, True),
 }
 SIZE_KEYS = frozenset(
     {"memory_limit", "memory_margin", "query_memory_limit", "max_temp_bytes",
      "query_max_result_bytes", "query_max_value_bytes", "control_max_buffered_bytes",
      "max_block_bytes", "max_gossip_bytes", "max_control_bytes", "cache_max_bytes",
-     "cache_max_entry_bytes", "cache_share_max_bytes", "distq_max_partial_bytes"}
+     "cache_max_entry_bytes", "cache_share_max_bytes", "distq_max_partial_bytes",
+     "bootstrap_snapshot_min_bytes"}
 )  # fmt: skip
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from peerctl.usage import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 0, 1, 2, 3, 4
+INGEST_CHUNK = 122_880  # one DuckDB row group per changeset: written once, never rewritten
 CHUNK_SIZE = int_in(1, 1_000_000)
 
 
@@ -79,7 +79,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("ingest", parents=[common], help="store results from CSV/JSON/Parquet")
     p.set_defaults(run=cmd_ingest)
     p.add_argument("file")
-    p.add_argument("--chunk-size", type=CHUNK_SIZE, default=50_000)
+    p.add_argument("--chunk-size", type=CHUNK_SIZE, default=INGEST_CHUNK, help="rows per changeset")
     add_format_flags(p)
     p = sub.add_parser("import-db", parents=[common], help="import a legacy benchmark DuckDB")
     p.set_defaults(run=cmd_import_db)
@@ -89,6 +89,13 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_query)
     p.add_argument("sql")
     p.add_argument("--max-rows", type=positive_int)
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="csv/json/parquet: the result as Arrow, written as that format",
+    )
+    p.add_argument("--out", help="write the result to this file (with --format)")
     p = sub.add_parser("update", parents=[common], help="change columns of one row")
     p.set_defaults(run=cmd_update)
     p.add_argument("table")
@@ -229,52 +236,30 @@ def cmd_record(client: Client, args: argparse.Namespace) -> int:
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from peerctl.ingest import ingest_file, skip_pandas
+    from peerctl.records import RecordFileError
+
     if args.format:
         return ingest_format(client, args)
-
-    from peerctl.records import RecordFileError, count_rows, read_chunks
-
     check_tabular_file(args.file)
-    started = time.perf_counter()
-    stored, bad, changesets = 0, [], 0
-    in_flight = 0  # one chunk stored by the daemon while the next one is read
+    skip_pandas()
     try:
-        path = Path(args.file)
-        progress = Progress(count_rows(path), f"ingest {path.name}")
-        for chunk in read_chunks(path, args.chunk_size):
-            bad.extend(chunk.bad)
-            if chunk.rows:
-                client.send("ingest", records=chunk.columns)
-                in_flight += 1
-                changesets += 1
-            if in_flight > 1:
-                stored += client.receive()["rows"]
-                in_flight -= 1
-            progress.advance(chunk.rows + len(chunk.bad))
-        for _ in range(in_flight):
-            stored += client.receive()["rows"]
-        progress.finish()
+        summary = ingest_file(client, Path(args.file), args.chunk_size)
     except RecordFileError as exc:
         raise UsageError(str(exc)) from exc
-    if not stored and not bad:
+    bad = summary["errors"]
+    if not summary["rows"] and not summary["bad_rows"]:
         raise UsageError(f"{args.file}: no records found")
-    summary = {
-        "rows": stored,
-        "bad_rows": len(bad),
-        "changesets": changesets,
-        "seconds": round(time.perf_counter() - started, 3),
-        "errors": bad[:20],
-    }
     if args.json:
         print_json(summary)
     else:
-        for line in bad[:20]:
+        for line in bad:
             print(f"peerctl: skipped {line}", file=sys.stderr)
         print(
-            f"ingested {stored} rows in {changesets} changesets "
-            f"({summary['seconds']} s); skipped {len(bad)} bad rows"
+            f"ingested {summary['rows']} rows in {summary['changesets']} changesets "
+            f"({summary['seconds']} s); skipped {summary['bad_rows']} bad rows"
         )
-    return EXIT_PARTIAL if bad else EXIT_OK
+    return EXIT_PARTIAL if summary["bad_rows"] else EXIT_OK
 
 
 def cmd_import_db(client: Client, args: argparse.Namespace) -> int:
@@ -303,12 +288,33 @@ def cmd_import_db(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_query(client: Client, args: argparse.Namespace) -> int:
+    if args.format != "table" or args.out:
+        return _query_to_file(client, args)
     result = client.query(args.sql, args.max_rows)
     if args.json:
         print_json([dict(zip(result["columns"], row, strict=True)) for row in result["rows"]])
     else:
         print_table(result["columns"], result["rows"])
         print(f"({len(result['rows'])} rows, {result['elapsed_ms']} ms)")
+    return EXIT_OK
+
+
+def _query_to_file(client: Client, args: argparse.Namespace) -> int:
+    import os
+
+    from peerctl.export import ExportError, write_result
+
+    fmt = "csv" if args.format == "table" else args.format
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    table = client.query_arrow(args.sql, args.max_rows)
+    try:
+        write_result(table, fmt, os.path.abspath(args.out) if args.out else None)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.out:
+        summary = {"rows": table.num_rows, "format": fmt, "out": os.path.abspath(args.out)}
+        print_json(summary) if args.json else print(f"wrote {table.num_rows} rows to {args.out}")
     return EXIT_OK
 
 

@@ -37,6 +37,17 @@ class RequestFailed(ClientError):
         self.exit_code = 2 if code in {"bad_request", "unknown_method"} else 1
 
 
+def arrow_stream(table: Any) -> bytes:
+    """A pyarrow Table or RecordBatch as Arrow IPC stream bytes (pyarrow loads here)."""
+    import pyarrow as pa
+
+    from protocol.columnar import stream_bytes
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return stream_bytes(table)
+
+
 def default_socket_path() -> str:
     """``$DUCKPEER_SOCKET``, else the systemd path if present, else the user data dir.
 
@@ -210,6 +221,12 @@ class Client:
         """Store a chunk of results given as ``{field: [values]}`` (one changeset)."""
         return self.call("ingest", records=columns)  # type: ignore[no-any-return]
 
+    def ingest_arrow(self, table: Any) -> dict[str, Any]:
+        """Store a chunk of results given as a ``pyarrow.Table`` (or RecordBatch) whose
+        columns are the fields of :meth:`store_performance_result` (one changeset; up to
+        500,000 rows). It travels as an Arrow IPC stream and is checked column-wise."""
+        return self.call("ingest", arrow=arrow_stream(table))  # type: ignore[no-any-return]
+
     def query(self, sql: str, max_rows: int | None = None, cache: bool = True) -> dict[str, Any]:
         """Run a read-only SELECT; returns ``{"columns": [...], "rows": [[...]]}`` plus
         metadata: ``cache`` (hit / peer / miss / off), ``rewrites``, ``fingerprint``,
@@ -233,6 +250,23 @@ class Client:
     def cache_clear(self) -> dict[str, Any]:
         """Drop every cached result (needs write access)."""
         return self.call("cache_clear")  # type: ignore[no-any-return]
+
+    def query_arrow(self, sql: str, max_rows: int | None = None) -> Any:
+        """Run a read-only SELECT; the result as a ``pyarrow.Table``. It travels as
+        compressed Arrow IPC in parts of up to 16 MiB (not through the result cache)."""
+        import pyarrow as pa
+
+        part = self.call("query_arrow", sql=sql, max_rows=max_rows)
+        tables = [pa.ipc.open_stream(part["ipc"]).read_all()]
+        while part["more"]:
+            part = self.call("query_arrow_next", id=part["id"])
+            tables.append(pa.ipc.open_stream(part["ipc"]).read_all())
+        return pa.concat_tables(tables)
+
+    def query_df(self, sql: str, max_rows: int | None = None) -> Any:
+        """Run a read-only SELECT; the result as a pandas DataFrame (``pip install
+        duckpeer[pandas]``); UUIDs become ``uuid.UUID`` values."""
+        return self.query_arrow(sql, max_rows).to_pandas()
 
     def query_dicts(self, sql: str) -> list[dict[str, Any]]:
         """Run a read-only SELECT; rows as dicts."""
@@ -305,6 +339,10 @@ class Client:
     def snapshot_import(self, path: str) -> dict[str, Any]:
         """Verify and load a snapshot CAR (absolute path) into the daemon's empty store."""
         return self.call("snapshot_import", path=path)  # type: ignore[no-any-return]
+
+    def snapshot_prune(self) -> dict[str, Any]:
+        """Drop the changeset blocks every known peer holds; compact the log now."""
+        return self.call("snapshot_prune")  # type: ignore[no-any-return]
 
     def snapshot_bootstrap(self, peers: list[str] | None = None) -> dict[str, Any]:
         """Fetch the latest snapshot from connected peers (or ``peers``) and load it."""

@@ -30,6 +30,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     q = group.add_parser("ls", parents=[common], help="verify a CAR and list its contents")
     q.add_argument("file")
     q.set_defaults(run=cmd_ls)
+    q = group.add_parser("prune", parents=[common], help="drop log blocks all known peers hold")
+    q.set_defaults(run=cmd_prune)
     q = group.add_parser("bootstrap", parents=[common], help="load the latest snapshot of peers")
     q.add_argument("--peer", action="append", help="peer id (repeatable; default: connected)")
     q.set_defaults(run=cmd_bootstrap)
@@ -48,6 +50,18 @@ def cmd_export(client: Client, args: argparse.Namespace) -> int:
     if ipfs:
         print(f"ipfs     {ipfs.get('error') or 'pinned ' + ', '.join(ipfs['roots'])}")
     return EXIT_FAILED if ipfs and ipfs.get("error") else EXIT_OK
+
+
+def cmd_prune(client: Client, args: argparse.Namespace) -> int:
+    result = client.snapshot_prune()
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"pruned {result['changesets']} changesets ({result['block_bytes']:,} bytes), "
+            f"moved {result['moved_bytes']:,} bytes; log now {result['log_bytes']:,} bytes"
+        )
+    return EXIT_OK
 
 
 def cmd_import(client: Client, args: argparse.Namespace) -> int:

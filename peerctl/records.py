@@ -1,9 +1,15 @@
-"""Read result records from CSV, JSON (array or lines) or Parquet, column-wise, in chunks.
+"""Read result records from CSV, JSON (array or lines) or Parquet, as Arrow, in chunks.
 
 Each record has the fields of ``peerctl record``. Common alternative column names of
 lab tooling are accepted (``model`` or ``model_name``, ``throughput_items_per_second``
 or ``throughput``...). A bad row is reported with its line and skipped; it never
 stops the other rows.
+
+CSV and Parquet are read by pyarrow and checked column by column while they are clean
+(no Python object per row); the first CSV block with a value that does not parse, a
+ragged row or a value out of range switches to Python's csv module, row by row, so that
+each bad line is named. A chunk is an Arrow table whose columns are the record fields:
+``peerctl ingest`` sends it as an Arrow IPC stream.
 """
 
 from __future__ import annotations
@@ -47,11 +53,22 @@ class RecordFileError(Exception):
 
 @dataclass
 class Chunk:
-    """Up to ``chunk_size`` valid records, column-wise, plus the rows skipped."""
+    """Up to ``chunk_size`` valid records as an Arrow table, plus the rows skipped.
 
-    columns: dict[str, list[Any]]
-    rows: int
+    Its columns are the fields present (all-null optional columns are dropped)."""
+
+    table: Any  # pyarrow.Table
     bad: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Valid records in the chunk."""
+        return int(self.table.num_rows)
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        """The records column-wise, as Python values (for tests and small chunks)."""
+        return {name: self.table.column(name).to_pylist() for name in self.table.column_names}
 
 
 def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
@@ -62,10 +79,11 @@ def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
     if suffix == ".csv":
         yield from _csv_chunks(path, chunk_size)
         return
+    if suffix == ".parquet":
+        yield from _parquet_chunks(path, chunk_size)
+        return
     if suffix in {".json", ".jsonl", ".ndjson"}:
         rows = _json_rows(path)
-    elif suffix == ".parquet":
-        rows = _parquet_rows(path)
     else:
         raise RecordFileError(
             f"{path}: unknown format {suffix!r} (use .csv, .json, .jsonl, .parquet)"
@@ -75,12 +93,18 @@ def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
 
 def count_rows(path: Path) -> int | None:
     """A cheap estimate of the rows in a file, for the progress bar."""
-    if path.suffix.lower() in {".csv", ".jsonl", ".ndjson"}:
-        try:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".csv", ".jsonl", ".ndjson"}:
             with path.open("rb") as fh:
-                return max(0, sum(1 for _ in fh) - (path.suffix.lower() == ".csv"))
-        except OSError:
-            return None  # read_chunks reports the file error
+                lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+            return max(0, lines - (suffix == ".csv"))
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    except (OSError, ValueError):
+        return None  # read_chunks reports the file error
     return None
 
 
@@ -88,31 +112,33 @@ Row = tuple[str, dict[str, Any] | str]  # (where, record or why it is unreadable
 
 
 def _chunked(rows: Iterator[Row], size: int) -> Iterator[Chunk]:
-    chunk = Chunk({name: [] for name in FIELDS}, 0)
+    columns: dict[str, list[Any]] = {name: [] for name in FIELDS}
+    bad: list[str] = []
+    count = 0
     for where, raw in rows:
         try:
             if isinstance(raw, str):
                 raise ValueError(raw)
             record = normalize(raw)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a list or 1e400 as a number
-            chunk.bad.append(f"{where}: {exc}")
+            bad.append(f"{where}: {exc}")
             continue
         for name in FIELDS:
-            chunk.columns[name].append(record.get(name))
-        chunk.rows += 1
-        if chunk.rows >= size:
-            yield _trim(chunk)
-            chunk = Chunk({name: [] for name in FIELDS}, 0)
-    if chunk.rows or chunk.bad:
-        yield _trim(chunk)
+            columns[name].append(record.get(name))
+        count += 1
+        if count >= size:
+            yield Chunk(_to_arrow(columns), bad)
+            columns, bad, count = {name: [] for name in FIELDS}, [], 0
+    if count or bad:
+        yield Chunk(_to_arrow(columns), bad)
 
 
-def _trim(chunk: Chunk) -> Chunk:
-    """Drop all-None optional columns so the wire carries only what was given."""
-    chunk.columns = {
-        k: v for k, v in chunk.columns.items() if k in REQUIRED or any(x is not None for x in v)
-    }
-    return chunk
+def _to_arrow(columns: dict[str, list[Any]]) -> Any:
+    """Python columns of valid records as a table (all-None optional columns dropped)."""
+    import pyarrow as pa
+
+    kept = {k: v for k, v in columns.items() if k in REQUIRED or any(x is not None for x in v)}
+    return pa.table({k: pa.array(v, _arrow_type(pa, k)) for k, v in kept.items()})
 
 
 def normalize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +191,6 @@ class _NotClean(Exception):
 
 def _arrow_csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
     import pyarrow as pa  # only ingest of CSV pays for pyarrow
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
@@ -181,30 +206,53 @@ def _arrow_csv_chunks(path: Path, size: int) -> Iterator[Chunk]:
         column_types=types, include_columns=list(types), null_values=[""],
         strings_can_be_null=True, quoted_strings_can_be_null=True,
     )  # fmt: skip
+    rename = {header[i]: f for f, i in by_field.items()}
     try:
         reader = pacsv.open_csv(path, convert_options=options,
-                                read_options=pacsv.ReadOptions(use_threads=False))  # fmt: skip
-        buffered: list[Any] = []
-        for batch in reader:
-            buffered.append(batch)
-            while sum(b.num_rows for b in buffered) >= size:
-                table = pa.Table.from_batches(buffered)
-                yield _arrow_chunk(pc, table.slice(0, size), header, by_field)
-                buffered = table.slice(size).to_batches()
-        if buffered and sum(b.num_rows for b in buffered):
-            yield _arrow_chunk(pc, pa.Table.from_batches(buffered), header, by_field)
+                                read_options=pacsv.ReadOptions(block_size=4 << 20))  # fmt: skip
+        yield from _rechunked((_checked(b, rename) for b in reader), size)
     except pa.ArrowInvalid as exc:  # a value that does not parse, a ragged row...
         raise _NotClean from exc
+
+
+def _rechunked(batches: Iterator[Any], size: int) -> Iterator[Chunk]:
+    """Chunks of exactly ``size`` rows (the last one shorter) from checked batches."""
+    import pyarrow as pa
+
+    buffered: list[Any] = []
+    count = 0
+    for batch in batches:
+        buffered.append(batch)
+        count += batch.num_rows
+        while count >= size:
+            table = pa.Table.from_batches(buffered)
+            yield Chunk(_trimmed(table.slice(0, size)))
+            rest = table.slice(size)
+            buffered, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield Chunk(_trimmed(pa.Table.from_batches(buffered)))
+
+
+def _trimmed(table: Any) -> Any:
+    """Without optional columns that hold no value (the wire carries only what was given)."""
+    drop = [c for c in table.column_names
+            if c not in REQUIRED and table.column(c).null_count == table.num_rows]  # fmt: skip
+    return table.drop_columns(drop) if drop else table
 
 
 def _arrow_type(pa: Any, field: str) -> Any:
     return pa.float64() if field in FLOATS else pa.int64() if field in INTS else pa.string()
 
 
-def _arrow_chunk(pc: Any, table: Any, header: list[str], by_field: dict[str, int]) -> Chunk:
-    columns: dict[str, list[Any]] = {}
-    for name, index in by_field.items():
-        column = table.column(header[index])
+def _checked(batch: Any, rename: dict[str, str]) -> Any:
+    """A parsed batch with record field names, text trimmed; _NotClean when a value is out
+    of range (not finite, empty where required, too long), so the slow path names it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays, names = [], []
+    for column, source in zip(batch.columns, batch.schema.names, strict=True):
+        name = rename[source]
         if name in FLOATS:
             if pc.any(pc.invert(pc.is_finite(column))).as_py():
                 raise _NotClean  # inf or nan: the slow path names the line
@@ -215,9 +263,9 @@ def _arrow_chunk(pc: Any, table: Any, header: list[str], by_field: dict[str, int
                 raise _NotClean
         if name in REQUIRED and column.null_count:
             raise _NotClean
-        columns[name] = column.to_pylist()
-    return _trim(Chunk({f: columns.get(f, [None] * table.num_rows) for f in FIELDS},
-                       table.num_rows))  # fmt: skip
+        arrays.append(column)
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _python_csv_chunks(path: Path, size: int, skip: int = 0) -> Iterator[Chunk]:
@@ -270,15 +318,55 @@ def _json_rows(path: Path) -> Iterator[Row]:
             yield f"line {line}", item if isinstance(item, dict) else "not an object"
 
 
-def _parquet_rows(path: Path) -> Iterator[Row]:
+def _parquet_chunks(path: Path, size: int) -> Iterator[Chunk]:
+    """Parquet batches column-wise while their values are clean; a batch that is not
+    (a value that does not convert, a null where required, inf) goes row by row."""
+    import pyarrow as pa
     import pyarrow.parquet as pq  # only ingest of Parquet pays for pyarrow
 
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, ValueError) as exc:
         raise RecordFileError(f"{path}: not a Parquet file: {exc}") from exc
-    index = 0
-    for batch in parquet.iter_batches(batch_size=65536):
-        for row in batch.to_pylist():
-            index += 1
-            yield f"row {index}", row
+    fields = {n: ALIASES.get(n.strip().lower()) for n in parquet.schema_arrow.names}
+    rename = {n: f for n, f in fields.items() if f is not None}
+    rename = {n: f for n, f in rename.items() if list(rename.values()).count(f) == 1}
+    pending: list[str] = []  # bad rows seen since the last chunk
+
+    def clean() -> Iterator[Any]:
+        start = 0
+        for batch in parquet.iter_batches(batch_size=65536):
+            try:
+                yield _checked(_converted(pa, batch, rename), {f: f for f in rename.values()})
+            except (_NotClean, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                good = _chunked(_batch_rows(batch, start), batch.num_rows + 1)
+                for chunk in good:
+                    pending.extend(chunk.bad)
+                    if chunk.rows:
+                        yield from chunk.table.to_batches()
+            start += batch.num_rows
+
+    for chunk in _rechunked(clean(), size):
+        chunk.bad, pending[:] = list(pending), []
+        yield chunk
+    if pending:
+        yield Chunk(_to_arrow({name: [] for name in FIELDS}), list(pending))
+
+
+def _converted(pa: Any, batch: Any, rename: dict[str, str]) -> Any:
+    """A Parquet batch with record field names and types (cast; raises if one fails)."""
+    if not set(REQUIRED) <= set(rename.values()):
+        raise _NotClean
+    arrays, names = [], []
+    for source, name in rename.items():
+        column = batch.column(source)
+        if name in INTS and pa.types.is_floating(column.type):
+            raise _NotClean  # 4.0 is fine, 2.5 is a bad row: judged row by row
+        arrays.append(column.cast(_arrow_type(pa, name)))
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _batch_rows(batch: Any, start: int) -> Iterator[Row]:
+    for index, row in enumerate(batch.to_pylist(), start=start + 1):
+        yield f"row {index}", row

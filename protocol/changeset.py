@@ -8,6 +8,11 @@ same changeset always has the same bytes and the same CID.
 
 Every row change in a changeset has the version ``(hlc, origin)`` of its changeset.
 ``base`` is the version of the row the writer saw (None for a row it did not have).
+
+Format 1 carries every table's values as msgpack arrays. Format 2 lets a table entry
+carry them as compressed Arrow columns instead (``protocol.columnar``): a bulk ingest
+chunk then travels and rests as columnar data and is applied with one DuckDB insert
+from Arrow. Writers use format 2 only for such entries; both formats decode.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.schema import TABLES
 
 FORMAT_VERSION = 1
+FORMAT_COLUMNAR = 2  # some table entry carries Arrow columns (6.10 of SPEC.md)
+FORMATS = (FORMAT_VERSION, FORMAT_COLUMNAR)
 MAX_ROWS_PER_TABLE = 1 << 20
 
 Version = tuple[int, str]
@@ -59,6 +66,8 @@ class TableChanges:
     ``data[i][r]`` is the value of ``columns[i]`` in row ``r``; ``columns[0]`` is the
     table's primary key. For deletes only the key is meaningful. ``changed[r]`` is a
     bit mask over ``columns`` of the columns the writer set (all, for inserts).
+    ``data`` may be a :class:`protocol.columnar.ArrowColumns` (format 2): the same
+    columns held as Arrow, see :attr:`arrow`.
     """
 
     table: str
@@ -75,6 +84,11 @@ class TableChanges:
     def keys(self) -> Sequence[Any]:
         """Primary-key values, one per row."""
         return self.data[0]
+
+    @property
+    def arrow(self) -> Any:
+        """The columns as a ``pyarrow.Table`` when held columnar (format 2), else None."""
+        return getattr(self.data, "table", None)
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Rows as dicts (slow path: for tests and small changesets)."""
@@ -114,22 +128,30 @@ class Decoded:
 
 
 def encode(cs: Changeset) -> bytes:
-    """Canonical block bytes of a changeset (signed if it carries a signature)."""
+    """Canonical block bytes of a changeset (signed if it carries a signature).
+
+    Format 2 when some table holds its columns as Arrow, else format 1.
+    """
     if cs.seq < 1 or (cs.seq == 1) != (cs.prev is None):
         raise LocalProtocolError("seq 1 has no prev; every later seq has one")
-    tables = [
-        [
-            t.table,
-            list(t.columns),
-            bytes(t.ops),
-            _encode_bases(t.bases),
-            _encode_changed(t.changed, len(t.columns)),
-            [list(col) for col in t.data],
-        ]
-        for t in cs.tables
-    ]
-    unsigned = codec.pack([FORMAT_VERSION, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
+    tables = [_encode_table(t) for t in cs.tables]
+    columnar = any(t.arrow is not None for t in cs.tables)
+    version = FORMAT_COLUMNAR if columnar else FORMAT_VERSION
+    unsigned = codec.pack([version, cs.origin, cs.seq, cs.hlc, cs.prev, tables])
     return unsigned if cs.signature is None else sign_block(unsigned, cs.signature)
+
+
+def _encode_table(t: TableChanges) -> list[Any]:
+    head = [t.table, list(t.columns)]
+    bases = _encode_bases(t.bases)
+    changed = _encode_changed(t.changed, len(t.columns))
+    if t.arrow is None:
+        return [*head, bytes(t.ops), bases, changed, [list(col) for col in t.data]]
+    if len(t.ops) != t.arrow.num_rows or t.arrow.column_names != list(t.columns):
+        raise LocalProtocolError(f"{t.table}: Arrow columns do not match ops and columns")
+    blob, raw_size = t.data.payload  # type: ignore[attr-defined]
+    ops = None if t.ops.count(0) == len(t.ops) else bytes(t.ops)  # nil: all upserts
+    return [*head, ops, bases, changed, blob, raw_size]
 
 
 def _encode_bases(bases: Sequence[Base]) -> list[Any] | None:
@@ -137,7 +159,7 @@ def _encode_bases(bases: Sequence[Base]) -> list[Any] | None:
 
     A row's base is None, ``[hlc, origin]``, or ``[[hlc, origin], ...]`` (several).
     """
-    if all(b is None for b in bases):
+    if bases.count(None) == len(bases):  # C speed: bulk inserts have a million
         return None
     return [_encode_base(b) for b in bases]
 
@@ -156,7 +178,7 @@ def _encode_base(base: Base) -> Any:
 def _encode_changed(changed: Sequence[int], width: int) -> list[int] | None:
     """None stands for "every row set every column"."""
     full = (1 << width) - 1
-    return None if all(c == full for c in changed) else list(changed)
+    return None if changed.count(full) == len(changed) else list(changed)
 
 
 SIGNATURE_BYTES = 64
@@ -193,7 +215,7 @@ def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
     the origin's public key and is the daemon's job.
     """
     raw = expect_list(codec.unpack(block, max_size), "changeset", 7)
-    if len(raw) not in (6, 7) or raw[0] != FORMAT_VERSION:
+    if len(raw) not in (6, 7) or raw[0] not in FORMATS or type(raw[0]) is not int:
         raise RemoteProtocolError("changeset: unknown format or wrong arity")
     signature = None
     if len(raw) == 7:
@@ -208,15 +230,19 @@ def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
         raise RemoteProtocolError("changeset: prev must be absent exactly for seq 1")
     if prev is not None:
         parse_cid(prev)
-    tables = [_decode_table(t) for t in expect_list(raw[5], "changeset.tables", len(TABLES))]
+    entries = expect_list(raw[5], "changeset.tables", len(TABLES))
+    tables = [_decode_table(t, raw[0]) for t in entries]
     if len({t.table for t in tables}) != len(tables):
         raise RemoteProtocolError("changeset: a table appears twice")
+    if raw[0] == FORMAT_COLUMNAR and all(t.arrow is None for t in tables):
+        raise RemoteProtocolError("changeset: format 2 without a columnar table")
     return Changeset(origin, seq, hlc, prev, tables, signature)
 
 
-def _decode_table(raw: object) -> TableChanges:
-    parts = expect_list(raw, "table", 6)
-    if len(parts) != 6:
+def _decode_table(raw: object, version: int) -> TableChanges:
+    parts = expect_list(raw, "table", 7)
+    columnar = version == FORMAT_COLUMNAR and len(parts) == 7
+    if len(parts) != 6 and not columnar:
         raise RemoteProtocolError("table: wrong arity")
     name = expect_str(parts[0], "table.name", 64)
     schema = TABLES.get(name)
@@ -228,10 +254,10 @@ def _decode_table(raw: object) -> TableChanges:
         raise RemoteProtocolError(f"{name}: columns must start with the key and be unique")
     if not known.issuperset(columns):
         raise RemoteProtocolError(f"{name}: unknown columns {sorted(set(columns) - known)}")
-    ops = expect(parts[2], bytes, f"{name}.ops")
+    if columnar:
+        return _decode_columnar(name, columns, parts)
+    ops = _decode_ops(parts[2], name)
     n = len(ops)
-    if n > MAX_ROWS_PER_TABLE or max(ops, default=0) > Op.DELETE:
-        raise RemoteProtocolError(f"{name}: bad ops")
     bases = _decode_bases(parts[3], name, n)
     changed = _decode_changed(parts[4], name, n, len(columns))
     data = [expect_list(col, f"{name}.data") for col in expect_list(parts[5], f"{name}.data", 64)]
@@ -240,6 +266,32 @@ def _decode_table(raw: object) -> TableChanges:
     if not _hashable(data[0]) or len(set(data[0])) != n:
         raise RemoteProtocolError(f"{name}: duplicate or unhashable primary keys")
     return TableChanges(name, columns, ops, bases, changed, data)
+
+
+def _decode_ops(raw: object, table: str) -> bytes:
+    ops = expect(raw, bytes, f"{table}.ops")
+    if len(ops) > MAX_ROWS_PER_TABLE or max(ops, default=0) > Op.DELETE:
+        raise RemoteProtocolError(f"{table}: bad ops")
+    return ops
+
+
+def _decode_columnar(name: str, columns: list[str], parts: list[Any]) -> TableChanges:
+    """A format-2 entry: ``[name, columns, ops|nil, bases, changed, zstd bytes, size]``."""
+    from protocol import columnar  # pyarrow loads with the first columnar block
+
+    blob = expect(parts[5], bytes, f"{name}.data")
+    raw_size = expect_int(parts[6], f"{name}.size")
+    ops = None if parts[2] is None else _decode_ops(parts[2], name)
+    if ops is not None and not ops:
+        raise RemoteProtocolError(f"{name}: a columnar entry has rows")
+    arrow = columnar.decode_payload(name, columns, blob, raw_size)
+    n = arrow.num_rows
+    if not 0 < n <= MAX_ROWS_PER_TABLE or (ops is not None and len(ops) != n):
+        raise RemoteProtocolError(f"{name}: {n} columnar rows, ops say {len(ops or b'')}")
+    bases = _decode_bases(parts[3], name, n)
+    changed = _decode_changed(parts[4], name, n, len(columns))
+    data = columnar.ArrowColumns(arrow, (blob, raw_size))
+    return TableChanges(name, columns, ops if ops is not None else bytes(n), bases, changed, data)
 
 
 def _hashable(values: list[Any]) -> bool:
@@ -304,6 +356,8 @@ def newest_base_hlc(tables: Sequence[TableChanges]) -> int:
     """
     newest = 0
     for table in tables:
+        if table.bases.count(None) == len(table.bases):  # C speed for bulk inserts
+            continue
         for base in table.bases:
             if base is not None:
                 newest = max(newest, *(hlc for hlc, _ in base_versions(base)))
@@ -316,6 +370,8 @@ def ordering_problem(cs: Changeset) -> str | None:
     a key with one head shows that head, whatever the batching of arrivals."""
     version = cs.version
     for table in cs.tables:
+        if table.bases.count(None) == len(table.bases):
+            continue
         for base in table.bases:
             if base is None:
                 continue

@@ -35,7 +35,8 @@ class SnapOffer:
     db_cid: str
     vector: Mapping[str, int] = field(default_factory=dict)
     blocks: int = 0
-    size: int = 0  # bytes of block data
+    size: int = 0  # bytes of the CAR file (an upper bound of the block data)
+    history: bool = False  # the server holds every changeset of ``vector``: delta works too
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def _offer_from_wire(raw: dict[str, Any]) -> SnapOffer:
         vector=expect_vector(raw["vv"], "offer.vv"),
         blocks=expect_int(raw["n"], "offer.n"),
         size=expect_int(raw["size"], "offer.size"),
+        history=expect(raw.get("hist", False), bool, "offer.hist"),
     )
 
 
@@ -100,7 +102,8 @@ _TO_WIRE: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     SnapQuery: lambda m: ("query", {}),
     SnapOffer: lambda m: (
         "offer",
-        {"root": m.root, "cid": m.db_cid, "vv": dict(m.vector), "n": m.blocks, "size": m.size},
+        {"root": m.root, "cid": m.db_cid, "vv": dict(m.vector), "n": m.blocks, "size": m.size}
+        | ({"hist": True} if m.history else {}),
     ),
     SnapWant: lambda m: ("want", {"cids": list(m.cids)}),
     SnapBlock: lambda m: ("blk", {"d": m.data}),

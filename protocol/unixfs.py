@@ -254,6 +254,38 @@ def iter_file(get: Callable[[bytes], bytes], root: bytes) -> Iterator[bytes]:
     yield from _walk(get, root, 0)
 
 
+def file_leaves(
+    get: Callable[[bytes], bytes], size_of: Callable[[bytes], int], root: bytes
+) -> list[tuple[bytes, int]]:
+    """The raw leaves of the file at ``root`` in order, with their sizes (``size_of``),
+    reading only the inner nodes: random access without reading the content. Declared
+    sizes are checked against the leaves, as :func:`iter_file` does."""
+    out: list[tuple[bytes, int]] = []
+    _leaves(get, size_of, root, 0, out)
+    return out
+
+
+def _leaves(
+    get: Callable[[bytes], bytes],
+    size_of: Callable[[bytes], int],
+    cid: bytes,
+    depth: int,
+    out: list[tuple[bytes, int]],
+) -> int:
+    if depth > MAX_DEPTH:
+        raise RemoteProtocolError("file DAG deeper than supported")
+    if parse_cid(cid, 0, whole=True).codec == RAW:
+        out.append((cid, size_of(cid)))
+        return out[-1][1]
+    children, size = file_children(cid, get(cid))
+    if not children:
+        raise RemoteProtocolError(f"{cid_str(cid)}: file node without children")
+    seen = sum(_leaves(get, size_of, child, depth + 1, out) for child in children)
+    if seen != size:
+        raise RemoteProtocolError(f"{cid_str(cid)}: declares {size} bytes, holds {seen}")
+    return seen
+
+
 def _walk(get: Callable[[bytes], bytes], cid: bytes, depth: int) -> Iterator[bytes]:
     if depth > MAX_DEPTH:
         raise RemoteProtocolError("file DAG deeper than supported")

@@ -18,7 +18,7 @@ from daemon.kg import methods as kg_methods
 from daemon.monitor import methods as monitor_methods
 from daemon.net import methods as net_methods
 from daemon.node import Node
-from daemon.query import cache_methods
+from daemon.query import arrow_methods, cache_methods
 from daemon.query import methods as query_methods
 from daemon.snapshot import methods as snapshot_methods
 from daemon.watch import methods as watch_methods
@@ -30,6 +30,7 @@ METHOD_MODULES: tuple[ModuleType, ...] = (
     net_methods,
     write_methods,
     query_methods,
+    arrow_methods,
     conflict_methods,
     kg_methods,
     cache_methods,

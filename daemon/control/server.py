@@ -65,6 +65,7 @@ WRITE_METHODS = frozenset(
         "snapshot_export",
         "snapshot_import",
         "snapshot_bootstrap",
+        "snapshot_prune",
         "metrics_record",
     }
 )

@@ -20,11 +20,15 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store.database import Store, StoreError, read_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 BATCH_ROWS = 8192  # rows per Arrow batch read (the row cap is checked per batch)
 

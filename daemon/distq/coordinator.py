@@ -18,9 +18,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import structlog
 import trio
 
@@ -34,8 +33,15 @@ from daemon.distq.slices import KEYS, RANGE_COLUMNS, Partitioning, fragment_sql
 from daemon.distq.worker import scan_of
 from daemon.node import Node
 from daemon.store.database import Store, StoreError
+from daemon.store.lazy import lazy_module
 from protocol import messages
 from protocol.messages import PartialFailed, PartialResult, QueryFragment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 log = structlog.get_logger("distq")
 
@@ -477,7 +483,7 @@ def elapsed_ms(started: float) -> float:
     return round(_ms_since(started), 3)
 
 
-Reducer = Callable[[list[pa.Table]], tuple[list[str], list[tuple[Any, ...]]]]
+Reducer = Callable[["list[pa.Table]"], tuple[list[str], list[tuple[Any, ...]]]]
 
 
 def reducer(sql: str, table_name: str, max_rows: int, timeout: float) -> Reducer:

@@ -7,13 +7,18 @@ reduce query (planner-made, or a user's for ``mapreduce``) sees only the partial
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from daemon.distq.atcid import WATCHDOG
 from daemon.distq.plan import PARTIALS
+from daemon.store.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 
 class PartialError(ValueError):

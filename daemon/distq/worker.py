@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 import structlog
 import trio
 
@@ -30,7 +30,14 @@ from daemon.distq.slices import KEYS, Partitioning, fragment_sql
 from daemon.node import Node
 from daemon.query.sandbox import QueryRejected, check_query
 from daemon.store.database import Store, StoreError
+from daemon.store.lazy import lazy_module
 from protocol.messages import PartialFailed, PartialResult, QueryFragment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 log = structlog.get_logger("distq")
 

@@ -23,15 +23,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 import structlog
 
 from daemon.kg import sql as kg_sql
 from daemon.kg.index import SimilarityIndex
+from daemon.store.lazy import lazy_module
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from daemon.store.database import Store
     from protocol.changeset import Decoded
+else:
+    pa = lazy_module("pyarrow")
 
 log = structlog.get_logger("kg")
 
@@ -54,6 +58,10 @@ class KnowledgeGraph:
         self.index = SimilarityIndex()
         self._lock = threading.Lock()
         self._pending: dict[str, set[str]] = {}
+        # keys of columnar (bulk) changes, kept as Arrow: no Python string per row, and a
+        # bulk load big enough to rebuild the graph never converts them at all
+        self._pending_arrow: dict[str, list[pa.ChunkedArray]] = {}
+        self._pending_replaced: set[str] = set()  # tables whose pending batch replaced rows
         self._pending_applied = 0
         self._flushing = False
         self.last_flush: dict[str, Any] = {}
@@ -97,8 +105,15 @@ class KnowledgeGraph:
         with self._lock:
             if applied is None:
                 self._pending, applied = {}, self.store.applied_count()
+                self._pending_arrow, self._pending_replaced = {}, set()
         cur = self.store.cursor()
         try:
+            old_layout = cur.execute(
+                "SELECT count(*) FROM duckdb_tables() "
+                "WHERE schema_name = 'kg' AND table_name = 'result_configs'"
+            ).fetchall()[0][0]
+            if old_layout:  # layout 1 kept it as a table; now it is a view
+                cur.execute("DROP TABLE kg.result_configs")
             self._run(cur, kg_sql.populate_statements(), applied, edges_fresh=False)
             counts = self._counts(cur)
         finally:
@@ -143,33 +158,54 @@ class KnowledgeGraph:
         with self._lock:
             for item in items:
                 for table in item.changeset.tables:
-                    if table.table in REFRESHED or table.table in VIEW_ONLY:
+                    if table.table not in REFRESHED and table.table not in VIEW_ONLY:
+                        continue
+                    if table.arrow is not None:
+                        bulk = self._pending_arrow.setdefault(table.table, [])
+                        bulk.append(table.arrow.column(0))
+                    else:
                         keys = self._pending.setdefault(table.table, set())
                         keys.update(map(str, table.keys))
+            self._pending_replaced |= self.store.replaced_tables & set(REFRESHED)
             self._pending_applied = applied
+
+    def pending_rows(self) -> int:
+        """Keys waiting to be folded in."""
+        with self._lock:
+            return sum(map(len, self._pending.values())) + sum(
+                len(c) for chunks in self._pending_arrow.values() for c in chunks
+            )
 
     def has_pending(self) -> bool:
         """True when committed changes are not in the graph yet (or are being folded in)."""
         with self._lock:
-            return bool(self._pending) or self._flushing
+            return bool(self._pending) or bool(self._pending_arrow) or self._flushing
 
     def flush(self) -> dict[str, Any]:
         """Fold pending changes into the graph (writer thread); returns what it did."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            bulk, self._pending_arrow = self._pending_arrow, {}
+            replaced, self._pending_replaced = self._pending_replaced, set()
             applied = self._pending_applied
-            self._flushing = bool(pending)
-        if not pending:
+            self._flushing = bool(pending) or bool(bulk)
+        if not self._flushing:
             return {}
         try:
-            return self._flush(pending, applied)
+            return self._flush(pending, bulk, replaced, applied)
         finally:
             with self._lock:
                 self._flushing = False
 
-    def _flush(self, pending: dict[str, set[str]], applied: int) -> dict[str, Any]:
+    def _flush(
+        self,
+        pending: dict[str, set[str]],
+        bulk: dict[str, list[pa.ChunkedArray]],
+        replaced: set[str],
+        applied: int,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
-        rows = sum(map(len, pending.values()))
+        rows = sum(map(len, pending.values())) + sum(len(c) for cs in bulk.values() for c in cs)
         if rows > self._rebuild_threshold():
             figures = self.populate(applied)  # a bulk load: rebuilding is cheaper
             self.last_flush = {"rows": rows, "configs": figures["configs"], "rebuilt": True,
@@ -177,17 +213,21 @@ class KnowledgeGraph:
             return self.last_flush
         cur = self.store.cursor()
         try:
-            touched_configs = self._apply(cur, pending, applied)
+            for table, chunks in bulk.items():
+                pending.setdefault(table, set()).update(_key_texts(cur, chunks))
+            touched_configs = self._apply(cur, pending, replaced, applied)
             # configurations whose family, modality or hardware type may have moved
             touched_configs += _configs_of(cur, pending)
         except duckdb.Error:
             with self._lock:  # give the keys back: the next flush (or a rebuild) retries
                 for table, keys in pending.items():
                     self._pending.setdefault(table, set()).update(keys)
+                self._pending_replaced |= replaced
             raise
         finally:
             cur.close()
-        self.index.invalidate(touched_configs)
+        # recomputed aggregates (rows replaced) may have dropped configurations: reload all
+        self.index.invalidate(None if "performance_results" in replaced else touched_configs)
         self.last_flush = {
             "rows": rows,
             "configs": len(touched_configs),
@@ -196,7 +236,11 @@ class KnowledgeGraph:
         return self.last_flush
 
     def _apply(
-        self, cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]], applied: int
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        pending: dict[str, set[str]],
+        replaced: set[str],
+        applied: int,
     ) -> list[str]:
         """Run the refresh in one transaction; return the configuration ids it touched."""
         touched: list[str] = []
@@ -207,7 +251,7 @@ class KnowledgeGraph:
                     continue
                 keys = pa.table({"k": pa.array(sorted(pending[table]), pa.string())})
                 cur.register("kg_keys", keys)
-                for sql in build():
+                for sql in build(table in replaced):
                     cur.execute(sql)
                 cur.unregister("kg_keys")
                 if table == "performance_results":
@@ -278,3 +322,13 @@ def _configs_of(cur: duckdb.DuckDBPyConnection, pending: dict[str, set[str]]) ->
                 cur.unregister("kg_owner_keys")
             out += [r[0] for r in rows]
     return out
+
+
+def _key_texts(cur: duckdb.DuckDBPyConnection, chunks: list[pa.ChunkedArray]) -> list[str]:
+    """Keys held as Arrow (UUIDs as 16 bytes) in their canonical text form."""
+    cur.register("kg_bulk_keys", pa.table({"k": pa.chunked_array(
+        [c for column in chunks for c in column.chunks], chunks[0].type)}))  # fmt: skip
+    try:
+        return [k for (k,) in cur.execute("SELECT CAST(k AS VARCHAR) FROM kg_bulk_keys").fetchall()]
+    finally:
+        cur.unregister("kg_bulk_keys")

@@ -31,14 +31,22 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from daemon.kg.sql import family_sql
+from daemon.store.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+
 
 CATEGORY_WEIGHT = 0.5
 NUMERIC = ("lthr", "llat", "lmem", "lbatch")
@@ -104,13 +112,15 @@ class SimilarityIndex:
         self._normalized = False
         self._codes = {name: Codes() for name in (*CATEGORIES, "model")}
         self._models_cache: tuple[np.ndarray, np.ndarray, np.ndarray, list[int]] | None = None
-        self.z = np.zeros((0, len(NUMERIC)))
-        self.norm2 = np.zeros(0)
-        self._empty()
-
-    def _empty(self) -> None:
+        # The arrays (and numpy) come with the first ensure(): _full_reload is set.
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
+
+    def _empty(self) -> None:
+        self.ids = []
+        self.pos = {}
+        self.z = np.zeros((0, len(NUMERIC)))
+        self.norm2 = np.zeros(0)
         self.raw = np.zeros((0, len(NUMERIC)))
         self.cats = np.zeros((0, len(CATEGORIES)), dtype=np.int32)
         self.model = np.zeros(0, dtype=np.int32)

@@ -17,7 +17,7 @@ import duckdb
 import structlog
 import trio
 
-from daemon.kg.graph import KnowledgeGraph
+from daemon.kg.graph import REBUILD_MIN_KEYS, KnowledgeGraph
 from daemon.kg.patterns import compatibility_map, detect_patterns
 from daemon.node import Node
 from daemon.query.methods import to_wire
@@ -34,6 +34,7 @@ MAX_LIMIT = 10_000
 # with the ingest for the writer thread. Queries never wait for it: they fold first.
 QUIET = 0.3
 MAX_DELAY = 30.0
+QUIET_BULK = 2.0  # the pause a pending rebuild (a bulk load) waits for; it has no MAX_DELAY
 
 
 async def serve(
@@ -60,22 +61,26 @@ async def serve(
         _GRAPHS[node] = graph
         while True:
             await node.wait_changed()
-            await _quiet(node)
-            if graph.has_pending():
+            bulk = graph.pending_rows() >= REBUILD_MIN_KEYS
+            # a bulk load waits for a real pause: its fold is a rebuild, seconds of the
+            # writer thread that would stall the next chunk (queries fold first anyway)
+            paused = await _quiet(node, QUIET_BULK if bulk else QUIET, None if bulk else MAX_DELAY)
+            if graph.has_pending() and (paused or graph.pending_rows() < REBUILD_MIN_KEYS):
                 await flush(node, graph)
     finally:
         node.store.on_commit.remove(graph.on_commit)
         _GRAPHS.pop(node, None)
 
 
-async def _quiet(node: Node) -> None:
-    """Return once no change arrived for QUIET seconds (or after MAX_DELAY)."""
-    with trio.move_on_after(MAX_DELAY):
+async def _quiet(node: Node, quiet: float, max_delay: float | None) -> bool:
+    """Wait until no change arrived for ``quiet`` seconds (True) or ``max_delay`` passed."""
+    with trio.move_on_after(max_delay if max_delay is not None else float("inf")):
         while True:
-            with trio.move_on_after(QUIET) as pause:
+            with trio.move_on_after(quiet) as pause:
                 await node.wait_changed()
             if pause.cancelled_caught:
-                return
+                return True
+    return False
 
 
 async def flush(node: Node, graph: KnowledgeGraph) -> None:

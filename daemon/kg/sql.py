@@ -7,14 +7,12 @@ rebuilt from the replicated tables (:func:`populate_statements`).
 
 Materialized (maintained incrementally, O(changed rows)):
 
-- ``kg.result_configs``: one row per benchmark result: its configuration (model,
-  hardware, batch size, precision), its creation time and the natural logs of its
-  throughput, latency and memory. It also remembers the configuration a result
-  belonged to, so an update or delete of the result can take its old contribution
-  back out of the aggregates.
-- ``kg.configs``: one row per configuration with counts and sums of those logs: the
-  geometric means (``kg.config_stats``) follow without rescanning results, and a
-  changeset adds or subtracts its rows' contributions.
+- ``kg.configs``: one row per configuration (model, hardware, batch size, precision)
+  with counts and sums of the natural logs of its results' throughput, latency and
+  memory: the geometric means (``kg.config_stats``) follow without rescanning results.
+  A batch that only inserted new results adds their contributions; a batch that
+  replaced or deleted results (rare: results are append-only in practice) recomputes
+  the aggregates from the results, since the replaced rows' old values are gone.
 - ``kg.compat_rows`` / ``kg.compat``: the latest ``hardware_compatibility`` verdict per
   (model, hardware) pair, recomputed for the pairs a changeset touched.
 - ``kg.similar_edges``: model-to-model ``similar_performance`` edges; their weights depend
@@ -22,7 +20,10 @@ Materialized (maintained incrementally, O(changed rows)):
   stale rather than per changeset.
 
 Views (cheap: sizes are counts of models, hardware and configurations, never results):
-``kg.models``, ``kg.hardware``, ``kg.config_stats``, ``kg.nodes``, ``kg.edges``.
+``kg.models``, ``kg.hardware``, ``kg.config_stats``, ``kg.nodes``, ``kg.edges``; and
+``kg.result_configs``, each result's configuration, time and logs, computed from
+``store.performance_results`` when read. (Layout 1 kept it as a table, a second copy of
+every result: 33 MB for 1M results, more than the results themselves.)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def family_sql(name: str) -> str:
 
 
 # Layout of the kg tables: a graph built by code of another version is rebuilt on open.
-KG_VERSION = 1
+KG_VERSION = 2
 
 CONFIG_ID = "model_id || '|' || hardware_id || '|' || batch_size || '|' || precision"
 CONFIG_KEY = ("model_id", "hardware_id", "batch_size", "precision")
@@ -100,7 +101,7 @@ def populate_statements() -> list[str]:
     """Statements that (re)build every materialized kg table from the store."""
     return [
         "CREATE SCHEMA IF NOT EXISTS kg",
-        "CREATE OR REPLACE TABLE kg.result_configs AS " + _RESULT_ROWS.format(extra=""),
+        RESULT_CONFIGS_VIEW,
         "CREATE OR REPLACE TABLE kg.configs AS " + _CONFIG_AGG,
         "CREATE OR REPLACE TABLE kg.compat_rows AS " + _COMPAT_ROWS.format(extra=""),
         "CREATE OR REPLACE TABLE kg.compat AS " + _COMPAT_AGG.format(extra=""),
@@ -110,32 +111,23 @@ def populate_statements() -> list[str]:
     ]
 
 
-def refresh_results_statements() -> list[str]:
+def refresh_results_statements(replaced: bool = False) -> list[str]:
     """Statements that fold the results whose keys are in ``kg_keys`` into the aggregates.
 
-    Old contributions (from ``kg.result_configs``) go in with sign -1, the rows' current
-    versions in the store with +1; the configurations touched get old sums plus delta.
+    Without ``replaced`` every such result is new: its contribution is added to its
+    configuration. With it (the batch replaced or deleted results) the aggregates are
+    recomputed from the results. Either way ``kg_new`` lists the configurations touched.
     """
-    delta_cols = "model_id, hardware_id, batch_size, precision, lthr, llat, lmem"
+    if replaced:
+        return [
+            "CREATE OR REPLACE TABLE kg.configs AS " + _CONFIG_AGG,
+            "CREATE OR REPLACE TEMP TABLE kg_new AS SELECT * FROM kg.configs",
+        ]
     return [
-        f"CREATE OR REPLACE TEMP TABLE kg_delta AS SELECT {delta_cols}, -1 AS sign "
-        f"FROM kg.result_configs WHERE result_id IN {TOUCHED}",
-        f"DELETE FROM kg.result_configs WHERE result_id IN {TOUCHED}",
-        "CREATE OR REPLACE TEMP TABLE kg_fresh AS "
+        "CREATE OR REPLACE TEMP TABLE kg_delta AS "
         + _RESULT_ROWS.format(extra=f"AND result_id IN {TOUCHED}"),
-        "INSERT INTO kg.result_configs SELECT * FROM kg_fresh",
-        f"INSERT INTO kg_delta SELECT {delta_cols}, 1 FROM kg_fresh",
         f"""CREATE OR REPLACE TEMP TABLE kg_new AS
-        WITH d AS (
-            SELECT {CONFIG_ID} AS config_id, model_id, hardware_id, batch_size, precision,
-                   sum(sign) AS n_results,
-                   sum(CASE WHEN lthr IS NULL THEN 0 ELSE sign END) AS n_thr,
-                   coalesce(sum(sign * lthr), 0) AS s_thr,
-                   sum(CASE WHEN llat IS NULL THEN 0 ELSE sign END) AS n_lat,
-                   coalesce(sum(sign * llat), 0) AS s_lat,
-                   sum(CASE WHEN lmem IS NULL THEN 0 ELSE sign END) AS n_mem,
-                   coalesce(sum(sign * lmem), 0) AS s_mem
-            FROM kg_delta GROUP BY ALL),
+        WITH d AS (SELECT * FROM ({_CONFIG_AGG.replace("kg.result_configs", "kg_delta")})),
         both_ AS (
             SELECT * FROM kg.configs WHERE config_id IN (SELECT config_id FROM d)
             UNION ALL SELECT * FROM d)
@@ -143,20 +135,18 @@ def refresh_results_statements() -> list[str]:
                any_value(hardware_id) AS hardware_id, any_value(batch_size) AS batch_size,
                any_value(precision) AS precision,
                sum(n_results)::BIGINT AS n_results,
-               sum(n_thr)::BIGINT AS n_thr,
-               CASE WHEN sum(n_thr) = 0 THEN 0 ELSE sum(s_thr) END AS s_thr,
-               sum(n_lat)::BIGINT AS n_lat,
-               CASE WHEN sum(n_lat) = 0 THEN 0 ELSE sum(s_lat) END AS s_lat,
-               sum(n_mem)::BIGINT AS n_mem,
-               CASE WHEN sum(n_mem) = 0 THEN 0 ELSE sum(s_mem) END AS s_mem
+               sum(n_thr)::BIGINT AS n_thr, sum(s_thr) AS s_thr,
+               sum(n_lat)::BIGINT AS n_lat, sum(s_lat) AS s_lat,
+               sum(n_mem)::BIGINT AS n_mem, sum(s_mem) AS s_mem
         FROM both_ GROUP BY config_id""",
         "DELETE FROM kg.configs WHERE config_id IN (SELECT config_id FROM kg_new)",
         "INSERT INTO kg.configs SELECT * FROM kg_new WHERE n_results > 0",
     ]
 
 
-def refresh_compat_statements() -> list[str]:
-    """Statements that recompute the verdicts of the pairs whose rows are in ``kg_keys``."""
+def refresh_compat_statements(replaced: bool = False) -> list[str]:
+    """Statements that recompute the verdicts of the pairs whose rows are in ``kg_keys``
+    (``kg.compat_rows`` remembers each row's pair, so ``replaced`` needs nothing more)."""
     return [
         "CREATE OR REPLACE TEMP TABLE kg_pairs AS SELECT DISTINCT model_id, hardware_id "
         f"FROM kg.compat_rows WHERE compatibility_id IN {TOUCHED}",
@@ -175,7 +165,10 @@ def refresh_compat_statements() -> list[str]:
     ]
 
 
+RESULT_CONFIGS_VIEW = "CREATE OR REPLACE VIEW kg.result_configs AS " + _RESULT_ROWS.format(extra="")
+
 VIEWS = [
+    RESULT_CONFIGS_VIEW,
     """CREATE OR REPLACE VIEW kg.config_stats AS
     SELECT config_id, model_id, hardware_id, batch_size, precision, n_results,
            CASE WHEN n_thr > 0 THEN exp(s_thr / n_thr) END AS throughput,

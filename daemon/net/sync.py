@@ -306,6 +306,8 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
         result = await pull(node, peer)
     except SyncFailed as exc:
         log.warning("sync pull failed", peer=peer, error=str(exc))
+        if SNAPSHOT_REQUIRED in str(exc):  # the snapshot service bootstraps an empty store
+            node.metrics.inc("sync_snapshot_required")
         return None
     if result.applied:
         nudge(node, peer)

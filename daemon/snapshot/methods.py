@@ -12,6 +12,7 @@ import trio
 from daemon.node import Node
 from daemon.snapshot.archive import SnapshotError, import_snapshot
 from daemon.snapshot.ipfs import IpfsPushError, push_car
+from daemon.snapshot.prune import pruner_of
 from daemon.snapshot.service import BootstrapFailed, bootstrap, release, snapshots_of
 from protocol.control import ControlError, param
 
@@ -86,7 +87,14 @@ async def snapshot_bootstrap(node: Node, params: dict[str, Any]) -> dict[str, An
     return result.to_wire() | {"loaded_db_cid": node.store.db_cid()}
 
 
+async def snapshot_prune(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Drop now the changeset blocks every known peer holds and compact the log."""
+    done = await pruner_of(node).run_once(grace=0.0)
+    return done.to_wire() | {"log_bytes": node.store.blocklog.size_bytes()}
+
+
 METHODS = {
+    "snapshot_prune": snapshot_prune,
     "snapshot_export": snapshot_export,
     "snapshot_import": snapshot_import,
     "snapshot_bootstrap": snapshot_bootstrap,

@@ -21,6 +21,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import structlog
@@ -39,12 +40,17 @@ log = structlog.get_logger("snapshot")
 
 PROTOCOL = "/duckpeer/snapshot/1"
 WANT_BATCH = 32  # CIDs per request: 8 MiB of 256 KiB leaves
+PIPELINE = 3  # wants in flight per peer
 WRITE_CHUNK = 1 << 20
 SETTLE = 1.0  # seconds to let the other bootstrap peers connect after the first
 
 
 class BootstrapFailed(Exception):
     """No snapshot could be fetched and loaded; the message says why."""
+
+
+class NoOffer(BootstrapFailed):
+    """No connected peer offered a snapshot (none speaks the protocol, or all refused)."""
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Served:
     info: SnapshotInfo
     blocks: dict[bytes, tuple[int, int]]
     made_at: float = field(default_factory=time.monotonic)
+    durable: bool = True  # fsynced (an export made to serve a peer is not, at first)
 
 
 class Snapshots:
@@ -65,39 +72,50 @@ class Snapshots:
         self.served: Served | None = None
         self._lock = trio.Lock()
 
-    async def current(self, max_age: float = 0.0) -> Served:
+    async def current(self, max_age: float = 0.0, durable: bool = True) -> Served:
         """A snapshot of the current state, exported now unless we have one; with
         ``max_age``, one that old or younger is good enough even if the database has
-        changed since (a bootstrapping peer catches up the rest by delta)."""
+        changed since (a bootstrapping peer catches up the rest by delta), unless it is
+        of an empty database: peers that started together ask each other for snapshots
+        while still empty, and a newcomer must not be offered that. ``durable``: the
+        file is on disk (fsynced) when this returns; serving peers need not wait."""
         async with self._lock:
             served = self.served
             fresh = served is not None and (
                 served.info.db_cid == self.node.store.db_cid()
-                or time.monotonic() - served.made_at <= max_age
+                or (bool(served.info.vector) and time.monotonic() - served.made_at <= max_age)
             )
             if served is None or not fresh:
-                served = await self._export()
+                served = await self._export(durable)
+            elif durable and not served.durable:
+                await trio.to_thread.run_sync(_fsync, served.info.path)
+                served.durable = True
             return served
 
-    async def _export(self) -> Served:
+    async def _export(self, durable: bool) -> Served:
         started = time.perf_counter()
         work = self.directory / "export.car"
-        info = await self.node.read(lambda store: export_snapshot(store, work))
+        info = await self.node.read(lambda store: export_snapshot(store, work, durable))
         final = self.directory / f"{info.root}.car"
         os.replace(work, final)
         info.path = final
-        self.adopt(info)
+        self.adopt(info, durable)
         self.node.metrics.inc("snapshots_exported")
         log.info("snapshot exported", root=info.root, db_cid=info.db_cid, bytes=info.size,
                  seconds=round(time.perf_counter() - started, 3))  # fmt: skip
         assert self.served is not None
         return self.served
 
-    def adopt(self, info: SnapshotInfo) -> None:
+    def adopt(self, info: SnapshotInfo, durable: bool = True) -> None:
         """Serve ``info`` (a CAR file of our current state) from now on."""
-        old, self.served = self.served, Served(info, info.index)
+        old, self.served = self.served, Served(info, info.index, durable=durable)
         if old is not None and old.info.path != info.path:
             old.info.path.unlink(missing_ok=True)  # streams serving it keep their fd
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
 
 
 _REGISTRY: weakref.WeakKeyDictionary[Node, Snapshots] = weakref.WeakKeyDictionary()
@@ -144,9 +162,10 @@ async def _serve_session(node: Node, framed: FramedStream, peer: str) -> None:
     first = await framed.receive()
     if first is None or not isinstance(snapmsg.decode(first), SnapQuery):
         raise RemoteProtocolError("expected a snapshot query")
-    served = await snapshots_of(node).current(node.config.snapshot_max_age)
+    served = await snapshots_of(node).current(node.config.snapshot_max_age, durable=False)
     info = served.info
-    offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size)
+    history = not node.store.unservable({})  # an empty peer could catch up by delta
+    offer = SnapOffer(info.root, info.db_cid, info.vector, info.blocks, info.size, history)
     fd = os.open(info.path, os.O_RDONLY)  # kept even if a newer export replaces the file
     try:
         await framed.send(snapmsg.encode(offer))
@@ -247,11 +266,12 @@ async def _offers(node: Node, peers: list[str]) -> list[Session]:
     return sessions
 
 
-async def bootstrap(node: Node, peers: list[str]) -> BootstrapResult:
-    """Load the most advanced snapshot ``peers`` offer into our (empty) store."""
+async def bootstrap(node: Node, peers: list[str], min_bytes: int = 0) -> BootstrapResult:
+    """Load the most advanced snapshot ``peers`` offer into our (empty) store, unless it
+    is smaller than ``min_bytes`` (then delta sync is about as fast and keeps history)."""
     sessions = await _offers(node, peers)
     if not sessions:
-        raise BootstrapFailed("no peer offered a snapshot")
+        raise NoOffer("no peer offered a snapshot")
     best = max(sessions, key=lambda s: (sum(s.offer.vector.values()), s.offer.root))
     chosen = [s for s in sessions if s.offer.root == best.offer.root]
     try:
@@ -260,6 +280,9 @@ async def bootstrap(node: Node, peers: list[str]) -> BootstrapResult:
                 await s.framed.aclose()
         if not best.offer.vector:
             return BootstrapResult(skipped="peers hold an empty database")
+        if best.offer.size < min_bytes and all(s.offer.history for s in chosen):
+            return BootstrapResult(skipped=f"small database ({best.offer.size} bytes < "
+                                           f"{min_bytes}): catching up by delta")  # fmt: skip
         return await _fetch_and_load(node, chosen)
     finally:
         for s in chosen:
@@ -287,7 +310,7 @@ async def _fetch_and_load(node: Node, sessions: list[Session]) -> BootstrapResul
     result.fetch_s = time.perf_counter() - started
     started = time.perf_counter()
     try:
-        info = await node.write(lambda store: load_snapshot(store, path))
+        info = await node.write(lambda store: load_snapshot(store, path, verify=False))
     except SnapshotError as exc:
         path.unlink(missing_ok=True)
         raise BootstrapFailed(str(exc)) from exc
@@ -346,37 +369,40 @@ async def _fetch_level(
 ) -> list[bytes]:
     """Fetch one level's blocks from all sessions (shared queue); return their children.
 
-    A session that fails is dropped (its batch goes back to the queue); idle workers
-    stay until no batch is in flight, so a returned batch always finds a taker."""
+    Each session keeps up to PIPELINE wants in flight, so the serving peer always has
+    the next one queued. A session that fails is dropped (its batches go back to the
+    queue); idle workers stay until no batch is in flight, so a returned batch always
+    finds a taker."""
     children: list[bytes] = []
     size = max(1, min(WANT_BATCH, -(-len(level) // len(sessions))))  # spread small levels
     queue = deque(level[i : i + size] for i in range(0, len(level), size))
-    in_flight = 0
-    changed = trio.Event()
+    state = _Level()
 
     async def worker(session: Session) -> None:
-        nonlocal in_flight, changed
-        while queue or in_flight:
-            if not queue:
-                await changed.wait()
-                continue
-            batch = queue.popleft()
-            in_flight += 1
-            try:
-                blocks = await _want(session, batch)
-                children.extend(await sink.put(batch, blocks))  # verified here
-            except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
-                queue.appendleft(batch)
-                sessions.remove(session)
-                node.metrics.inc("snapshot_fetch_errors")  # bad block, stream error, timeout
-                log.warning("snapshot fetch from peer failed", peer=session.peer,
-                            error=f"{type(exc).__name__}: {exc}")  # fmt: skip
-                await session.stream.reset()
-                return
-            finally:
-                in_flight -= 1
-                changed.set()
-                changed = trio.Event()
+        sent: deque[list[bytes]] = deque()  # this session's wants, oldest first
+        try:
+            while queue or sent or state.in_flight:
+                while queue and len(sent) < PIPELINE:
+                    batch = queue.popleft()
+                    sent.append(batch)
+                    state.in_flight += 1
+                    await _send_want(session, batch)
+                if not sent:
+                    await state.wait()
+                    continue
+                blocks = await _read_blocks(session, len(sent[0]))
+                children.extend(await sink.put(sent[0], blocks))  # verified here
+                sent.popleft()
+                state.done()
+        except (ProtocolError, StreamClosedError, trio.TooSlowError) as exc:
+            queue.extendleft(reversed(sent))
+            state.in_flight -= len(sent)
+            state.done(0)
+            sessions.remove(session)
+            node.metrics.inc("snapshot_fetch_errors")  # bad block, stream error, timeout
+            log.warning("snapshot fetch from peer failed", peer=session.peer,
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            await session.stream.reset()
 
     async with trio.open_nursery() as nursery:
         for session in list(sessions):
@@ -386,12 +412,31 @@ async def _fetch_level(
     return children
 
 
-async def _want(session: Session, batch: list[bytes]) -> list[bytes]:
-    framed = session.framed
-    await framed.send(snapmsg.encode(SnapWant(tuple(unixfs.cid_str(c) for c in batch))))
+@dataclass
+class _Level:
+    """Batches of one level sent but not delivered, and a wake-up for idle workers."""
+
+    in_flight: int = 0
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    async def wait(self) -> None:
+        await self.changed.wait()
+
+    def done(self, batches: int = 1) -> None:
+        self.in_flight -= batches
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+async def _send_want(session: Session, batch: list[bytes]) -> None:
+    want = SnapWant(tuple(unixfs.cid_str(c) for c in batch))
+    await session.framed.send(snapmsg.encode(want))
+
+
+async def _read_blocks(session: Session, count: int) -> list[bytes]:
     blocks = []
-    for _ in batch:
-        frame = await framed.receive()
+    for _ in range(count):
+        frame = await session.framed.receive()
         if frame is None:
             raise RemoteProtocolError("stream ended in the middle of a want")
         msg = snapmsg.decode(frame)
@@ -434,7 +479,29 @@ async def serve(
     task_status.started()
     if node.sync_held:
         await bootstrap_on_start(node)
-    await trio.sleep_forever()
+    await _bootstrap_when_history_is_missing(node)
+
+
+async def _bootstrap_when_history_is_missing(node: Node) -> None:
+    """An empty store whose delta sync was refused for missing history (the peer pruned
+    it, or was bootstrapped itself) can only catch up from a snapshot: fetch one."""
+    refused = node.metrics.get("sync_snapshot_required")
+    while True:
+        await trio.sleep(1.0)
+        now = node.metrics.get("sync_snapshot_required")
+        if now == refused or node.store.heads_snapshot() or not node.config.bootstrap_snapshot:
+            refused = now
+            continue
+        refused = now
+        peers = [p for p in node.connected_peers() if node.config.trusts(p)]
+        log.info("delta sync refused for missing history: bootstrapping from a snapshot")
+        node.sync_held = True
+        try:
+            await _try_bootstrap(node, peers, min_bytes=0)
+        except NoOffer:
+            log.warning("delta history is missing and no peer offers a snapshot")
+        finally:
+            release(node)
 
 
 async def bootstrap_on_start(node: Node) -> None:
@@ -454,7 +521,13 @@ async def bootstrap_on_start(node: Node) -> None:
             if first_seen is None or _settling(node, peers, now - first_seen):
                 await trio.sleep(0.1)
                 continue
-            if await _try_bootstrap(node, peers):
+            try:
+                if await _try_bootstrap(node, peers):
+                    return
+            except NoOffer:
+                # Nobody here serves snapshots: waiting out bootstrap_snapshot_wait would
+                # only delay the delta sync that is the one way to catch up with them.
+                log.info("no peer offers a snapshot; catching up by delta sync")
                 return
             await trio.sleep(1.0)
     finally:
@@ -466,9 +539,13 @@ def _settling(node: Node, peers: list[str], waited: float) -> bool:
     return len(peers) < len(node.config.bootstrap) and waited < SETTLE
 
 
-async def _try_bootstrap(node: Node, peers: list[str]) -> bool:
+async def _try_bootstrap(node: Node, peers: list[str], min_bytes: int | None = None) -> bool:
+    floor = node.config.bootstrap_snapshot_min_bytes if min_bytes is None else min_bytes
     try:
-        result = await bootstrap(node, peers)
+        result = await bootstrap(node, peers, floor)
+    except NoOffer:
+        node.metrics.inc("snapshot_bootstrap_failures")
+        raise
     except BootstrapFailed as exc:
         node.metrics.inc("snapshot_bootstrap_failures")
         log.warning("snapshot bootstrap failed", error=str(exc))

@@ -13,36 +13,50 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
 from daemon.store.blocklog import BlockLog
 from daemon.store.conflicts import track
+from daemon.store.lazy import lazy_module
 from daemon.store.merge import apply_merge
 from daemon.store.rowchanges import row_changes
-from daemon.store.rowsql import ARROW_TYPES
+from daemon.store.rowsql import arrow_type
 from protocol.changeset import Changeset, Decoded, Op, TableChanges
 from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES, ColType
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
+
 _INTEGRAL = (ColType.INT, ColType.TIMESTAMP)
-LOG_SCHEMA = pa.schema(
-    [
-        ("origin", pa.string()),
-        ("seq", pa.int64()),
-        ("hlc", pa.int64()),
-        ("cid", pa.string()),
-        ("prev", pa.string()),
-        ("row_count", pa.int64()),
-        ("applied", pa.int64()),
-        ("seg", pa.int32()),
-        ("pos", pa.int64()),
-        ("size", pa.int64()),
-    ]
-)
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
+
+
+@cache
+def _log_schema() -> pa.Schema:
+    """Rows of ``store.changesets``, as staged."""
+    return pa.schema(
+        [
+            ("origin", pa.string()),
+            ("seq", pa.int64()),
+            ("hlc", pa.int64()),
+            ("cid", pa.string()),
+            ("prev", pa.string()),
+            ("row_count", pa.int64()),
+            ("applied", pa.int64()),
+            ("seg", pa.int32()),
+            ("pos", pa.int64()),
+            ("size", pa.int64()),
+        ]
+    )
 
 
 @dataclass
@@ -58,6 +72,9 @@ class BatchContext:
     arrived_before: Mapping[str, int] = field(default_factory=dict)  # origin -> head hlc
     with_entries: set[str] = field(default_factory=set)  # tables with conflict bookkeeping
     conflicts_found: int = 0  # keys this batch made concurrent
+    replaced: set[str] = field(default_factory=set)  # tables where rows may have been
+    # replaced or deleted (anything but the plain insert of new keys): derived state that
+    # adds up rows (the knowledge graph) must recompute these instead
 
 
 def apply_batch(
@@ -66,8 +83,8 @@ def apply_batch(
     """Apply rows, log entries and chain heads of ``items`` (caller owns the transaction).
 
     With ``ctx.optimistic``, tables whose staged upserts all claim to be new rows (no
-    base) are inserted without ON CONFLICT and without conflict tracking; if a key
-    exists after all, as a row (DuckDB raises ConstraintException) or as a tombstone
+    base) are inserted with a plain INSERT and without conflict tracking, after one
+    join checks that no staged key exists; if one does, as a row or as a tombstone
     (:class:`NotNew`), the caller must roll back and retry non-optimistically.
     """
     per_table: dict[str, list[pa.Table]] = defaultdict(list)
@@ -83,10 +100,12 @@ def apply_batch(
                     with_bases.add(table.table)
     for name, parts in per_table.items():
         # keys are unique within one changeset (decode checks), so only several can repeat
-        staged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        staged = unify(cur, name, parts)
         plain = ctx.optimistic and name not in with_bases and name not in with_deletes
         strategy = ctx.strategies.get(name, Strategy.LATEST)
         repeats = len(parts) > 1 and _repeats(staged)
+        if not plain or repeats or strategy is Strategy.MERGE:
+            ctx.replaced.add(name)
         if strategy is Strategy.MERGE or not plain or repeats or name in ctx.with_entries:
             # Rows someone may have changed concurrently: look at them one by one.
             changes = row_changes(items, name)
@@ -116,30 +135,77 @@ def stage_table(cs: Changeset, table: TableChanges) -> pa.Table:
     """One changeset's changes to one table as Arrow, typed per the schema.
 
     Columns the writer did not send are NULL (an upsert carries the whole row).
-    Values of the wrong type are a RemoteProtocolError.
+    Values of the wrong type are a RemoteProtocolError. A columnar entry's Arrow
+    columns are used as they are (its UUIDs as 16-byte ``arrow.uuid`` values).
     """
     n = len(table)
-    given = dict(zip(table.columns, table.data, strict=True))
+    arrow = table.arrow
+    if arrow is not None:
+        given = dict(zip(table.columns, arrow.columns, strict=True))
+    else:
+        given = dict(zip(table.columns, table.data, strict=True))
     arrays = []
     for name, kind in TABLES[table.table].columns:
         values = given.get(name)
         if values is None:
-            arrays.append(pa.nulls(n, ARROW_TYPES[kind]))
-            continue
-        if kind in _INTEGRAL and set(map(type, values)) - {int, type(None)}:
-            raise RemoteProtocolError(f"{table.table}.{name}: expected integers")  # not 1.5 -> 1
-        try:
-            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise RemoteProtocolError(f"{table.table}.{name}: bad values: {exc}") from exc
+            arrays.append(pa.nulls(n, _staged_type(kind, arrow is not None)))
+        elif arrow is not None:
+            arrays.append(values)
+        else:
+            arrays.append(_typed_array(table.table, name, kind, values))
     hlc, origin = cs.version
     arrays += [
-        pa.array([hlc] * n, pa.int64()),
-        pa.array([origin] * n, pa.string()),
+        pa.repeat(pa.scalar(hlc, pa.int64()), n),
+        pa.repeat(pa.scalar(origin, pa.string()), n),
         pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(table.ops))]),
     ]
     names = [*TABLES[table.table].column_names, "_hlc", "_origin", "_op"]
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _staged_type(kind: ColType, columnar: bool) -> pa.DataType:
+    if not columnar:
+        return arrow_type(kind)
+    from protocol.columnar import arrow_type as columnar_type  # loads with pyarrow's use
+
+    return columnar_type(kind)
+
+
+def _typed_array(table: str, name: str, kind: ColType, values: Sequence[object]) -> pa.Array:
+    if kind in _INTEGRAL and set(map(type, values)) - {int, type(None)}:
+        raise RemoteProtocolError(f"{table}.{name}: expected integers")  # not 1.5 -> 1
+    try:
+        return pa.array(values, type=arrow_type(kind))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise RemoteProtocolError(f"{table}.{name}: bad values: {exc}") from exc
+
+
+def unify(cur: duckdb.DuckDBPyConnection, name: str, parts: list[pa.Table]) -> pa.Table:
+    """One staged table from parts whose UUID columns may be text (msgpack entries) or
+    16-byte values (columnar ones): text UUIDs are parsed by DuckDB, as on insert."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.schema for p in parts}) == 1:
+        return pa.concat_tables(parts)
+    target = pa.schema(
+        [(n, _staged_type(k, True)) for n, k in TABLES[name].columns] + _version_fields()
+    )
+    uuids = [n for n, k in TABLES[name].columns if k is ColType.UUID]
+    casts = ", ".join(f"CAST({n} AS UUID) AS {n}" for n in uuids)
+    fixed = []
+    for part in parts:
+        if part.schema != target:
+            cur.register("unify_part", part)
+            try:
+                part = cur.sql(f"SELECT * REPLACE ({casts}) FROM unify_part").to_arrow_table()
+            finally:
+                _unregister(cur, "unify_part")
+        fixed.append(part.cast(target))
+    return pa.concat_tables(fixed)
+
+
+def _version_fields() -> list[tuple[str, pa.DataType]]:
+    return [("_hlc", pa.int64()), ("_origin", pa.string()), ("_op", pa.uint8())]
 
 
 def _apply_table(
@@ -158,13 +224,16 @@ def _apply_table(
         cur.unregister("raw")
     cur.register("stage", staged)
     try:
-        if (
-            plain
-            and name in tombstone_tables
-            and cur.execute(rowsql.tombstoned_sql(name)).fetchall()
+        if plain and (
+            (name in tombstone_tables and cur.execute(rowsql.tombstoned_sql(name)).fetchall())
+            or cur.execute(rowsql.existing_sql(name)).fetchall()
         ):
             raise NotNew(name)
-        cur.execute(rowsql.upsert_sql(name, name in tombstone_tables, optimistic=plain))
+        if plain:
+            _insert_by_row_group(cur, name, staged, name in tombstone_tables)
+        else:
+            cur.execute(rowsql.replace_older_sql(name))
+            cur.execute(rowsql.upsert_sql(name, name in tombstone_tables))
         if name in tombstone_tables:
             cur.execute(rowsql.clear_tombstones_sql(name))
         if has_deletes:
@@ -173,6 +242,30 @@ def _apply_table(
             tombstone_tables.add(name)
     finally:
         _unregister(cur, "stage")
+
+
+def _insert_by_row_group(
+    cur: duckdb.DuckDBPyConnection, name: str, staged: pa.Table, check_tombstones: bool
+) -> None:
+    """The plain INSERT, one statement per DuckDB row group of rows.
+
+    One statement of more rows is written by several threads in partial row groups,
+    which the next checkpoint rewrites and merges: the file then holds every such row
+    twice (half of it free blocks) until later writes reuse them. Statements of at most
+    one row group leave the file at the size of the data (measured: 30 MB instead of
+    54 MB for 1M results)."""
+    sql = rowsql.upsert_sql(name, check_tombstones, optimistic=True)
+    if staged.num_rows <= ROW_GROUP_ROWS:
+        cur.execute(sql)
+        return
+    cur.unregister("stage")
+    try:
+        for start in range(0, staged.num_rows, ROW_GROUP_ROWS):
+            cur.register("stage", staged.slice(start, ROW_GROUP_ROWS))
+            cur.execute(sql)
+            cur.unregister("stage")
+    finally:
+        cur.register("stage", staged)
 
 
 def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchContext) -> None:
@@ -204,8 +297,9 @@ def _log(cur: duckdb.DuckDBPyConnection, items: Sequence[Decoded], ctx: BatchCon
          i.changeset.row_count(), ctx.first_applied + n, *place)
         for n, (i, place) in enumerate(zip(items, places, strict=True))
     ), strict=True))  # fmt: skip
+    schema = _log_schema()
     cur.register("log_stage", pa.Table.from_arrays(
-        [pa.array(c, f.type) for c, f in zip(columns, LOG_SCHEMA, strict=True)], schema=LOG_SCHEMA
+        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
     ))  # fmt: skip
     try:
         cur.execute("INSERT INTO store.changesets SELECT * FROM log_stage")

@@ -5,6 +5,10 @@ group holding them: about 10 ms per MB of log at every checkpoint (bench_checkpo
 Here a block is written once, at the end of the current segment file, and fsynced
 before the transaction that references it commits. A crash in between leaves
 unreferenced bytes at the end of a segment, never a reference to missing bytes.
+
+Pruned blocks (daemon/store/history.py) leave dead bytes behind: a segment whose live
+blocks fill less than half of it has them copied to the current segment and is then
+deleted, and a segment with none is deleted outright.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-SEGMENT_BYTES = 256 << 20
+SEGMENT_BYTES = 64 << 20
 Location = tuple[int, int, int]  # (segment, offset, length)
 
 
@@ -82,6 +86,32 @@ class BlockLog:
     def size_bytes(self) -> int:
         """Bytes in all segments."""
         return sum(p.stat().st_size for p in self.directory.glob("*.log"))
+
+    @property
+    def current(self) -> int:
+        """The segment new blocks go to."""
+        return self._segment
+
+    def segments(self) -> dict[int, int]:
+        """Every segment on disk with its size in bytes."""
+        out = {}
+        for path in self.directory.glob("*.log"):
+            if path.stem.isdigit():
+                out[int(path.stem)] = path.stat().st_size
+        return out
+
+    def rotate(self) -> None:
+        """Start a new current segment (the old one is then only read, or deleted)."""
+        with self._lock:
+            os.close(self._fd)
+            self._segment += 1
+            self._fd = self._open_for_append(self._segment)
+
+    def remove(self, segment: int) -> None:
+        """Delete a segment no block references any more (never the current one)."""
+        if segment == self._segment:
+            raise BlockLogError("the current segment cannot be removed")
+        self._path(segment).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close the append handle."""

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
+from daemon.store.lazy import lazy_module
 from daemon.store.rowchanges import RowChange, canonical_row
 from protocol.changeset import Op, Version
 from protocol.conflicts import Arrival, Strategy, advance_heads
 from protocol.schema import TABLES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 Heads = frozenset[Version]
 
@@ -137,9 +144,9 @@ def _store(
         for k in open_keys
         for hlc, origin in sorted(heads[k])
     ]
-    rowsql.insert_tuples(cur, "store.conflict_heads", rowsql.CONFLICT_HEADS, head_rows)
+    rowsql.insert_tuples(cur, "store.conflict_heads", rowsql.conflict_heads_schema(), head_rows)
     pending_rows = [(table, k, h, o) for k, p in pending.items() for h, o in sorted(p)]
-    rowsql.insert_tuples(cur, "store.pending_bases", rowsql.PENDING_BASES, pending_rows)
+    rowsql.insert_tuples(cur, "store.pending_bases", rowsql.tombstones_schema(), pending_rows)
 
 
 def _head_values(

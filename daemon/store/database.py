@@ -18,17 +18,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
 from daemon.store.apply import BatchContext, NotNew, apply_batch
 from daemon.store.blocklog import BlockLog
+from daemon.store.lazy import lazy_module
 from daemon.store.rowchanges import key_text
 from daemon.store.running import RUNNING
 from protocol import changeset as cs_codec
+from protocol import codec
 from protocol import hlc as hlc_clock
 from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.cid import database_cid
@@ -36,7 +37,14 @@ from protocol.conflicts import Strategy
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
+
+SCHEMA_VERSION = 1  # the replicated tables' columns (snapshots carry it)
+STORE_VERSION = 4  # the last migration in migrations/ (this file's own layout)
 Admit = Callable[[Changeset, bytes], "str | None"]
 OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
@@ -48,12 +56,14 @@ class StoreError(Exception):
 
 # What a write with values of the wrong type or range raises while it is applied; other
 # errors during a local commit are failures of the store itself (disk, bugs, DuckDB).
-BAD_VALUE_ERRORS = (
-    RemoteProtocolError,
-    pa.ArrowException,
-    duckdb.ConversionException,
-    duckdb.ConstraintException,
-)
+def bad_value_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a bad value (a function: pyarrow loads on first use)."""
+    return (
+        RemoteProtocolError,
+        pa.ArrowException,
+        duckdb.ConversionException,
+        duckdb.ConstraintException,
+    )
 
 
 @dataclass
@@ -95,7 +105,12 @@ class Store:
         self._con = duckdb.connect(self.path, config=config)
         self._con.execute("SET lock_configuration = true")
         self._writer = self._con.cursor()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._con.close()
+            self.blocklog.close()
+            raise
         self.heads: dict[str, tuple[int, str]] = {}
         self.head_hlc: dict[str, int] = {}  # hlc of each origin's head changeset
         self.strategies: dict[str, Strategy] = {}  # conflict strategy per table; default latest
@@ -110,6 +125,9 @@ class Store:
         # (local or remote) and the new applied count, before the new heads and CID are
         # published: derived state such as the knowledge graph follows from here.
         self.on_commit: list[OnCommit] = []
+        # Tables where the batch the hooks are told about replaced or deleted rows (not
+        # only inserted new keys): read by the hooks, set before they are called.
+        self.replaced_tables: frozenset[str] = frozenset()
         self._load_state()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -124,21 +142,45 @@ class Store:
             self.blocklog.close()
 
     def _migrate(self) -> None:
+        """Run the numbered migrations this data dir has not had, in one transaction.
+
+        ``store.meta`` records the last one; data dirs from before it existed (no
+        meta, but tables) had 001 and 002, and 002 is idempotent, so they rerun it.
+        """
         cur = self._writer
-        # fetchall, never fetchone, on the writer: DuckDB 2.0 refuses register() on a
-        # connection with an unfinished result (every write failed after a restart)
-        exists = cur.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'store' "
-            "AND table_name = 'heads'"
-        ).fetchall()[0]
+        version = self._store_version()
+        if version > STORE_VERSION:
+            raise StoreError(f"{self.path} was written by a newer duckpeer (store version "
+                             f"{version}, this one reads up to {STORE_VERSION})")  # fmt: skip
         folder = resources.files("daemon.store.migrations")
         names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-        if exists and exists[0]:
-            names.remove("001_schema.sql")  # later migrations are idempotent
+        todo = [n for n in names if int(n[:3]) > version]
+        if not todo:
+            return
         cur.execute("BEGIN")
-        for name in names:
+        for name in todo:
             cur.execute(folder.joinpath(name).read_text())
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS store.meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
+        cur.execute("DELETE FROM store.meta WHERE key = 'store_version'")
+        cur.execute("INSERT INTO store.meta VALUES ('store_version', ?)", [str(STORE_VERSION)])
         cur.execute("COMMIT")
+
+    def _store_version(self) -> int:
+        # fetchall, never fetchone, on the writer: DuckDB 2.0 refuses register() on a
+        # connection with an unfinished result (every write failed after a restart)
+        tables = {name for (name,) in self._writer.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'store'"
+        ).fetchall()}  # fmt: skip
+        if "heads" not in tables:
+            return 0
+        if "meta" not in tables:
+            return 1
+        rows = self._writer.execute(
+            "SELECT value FROM store.meta WHERE key = 'store_version'"
+        ).fetchall()
+        return int(rows[0][0]) if rows else 1
 
     def _load_state(self) -> None:
         rows = self._writer.execute("SELECT origin, seq, cid, hlc FROM store.heads").fetchall()
@@ -149,12 +191,9 @@ class Store:
         ).fetchall()
         self._entry_tables = {t for (t,) in entries}
         self._db_cid = database_cid(self.heads)
-        floors = self._writer.execute(
-            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
-            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
-        ).fetchall()
-        # First seq whose block we hold, where earlier ones are missing (a snapshot import)
-        self.history_floor = {origin: floor for origin, floor in floors if floor > 1}
+        # First seq whose block we hold, where earlier ones are missing (a snapshot
+        # import, or pruned: daemon/store/history.py)
+        self.history_floor = self._history_floor()
         tombstoned = self._writer.execute("SELECT DISTINCT tbl FROM store.tombstones").fetchall()
         self._tombstone_tables = {t for (t,) in tombstoned}
         self.hlc = 0
@@ -221,6 +260,23 @@ class Store:
         with self._state_lock:
             self._load_state()
 
+    def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run ``fn(writer cursor)`` in one write transaction (writer thread only)."""
+        self._run_transaction_fn(fn)
+
+    def reload_history_floor(self) -> None:
+        """Recompute, per origin, the first seq whose block the log holds (after pruning)."""
+        floor = self._history_floor()
+        with self._state_lock:
+            self.history_floor = floor
+
+    def _history_floor(self) -> dict[str, int]:
+        floors = self._writer.execute(
+            "SELECT h.origin, coalesce(min(c.seq), h.seq + 1) FROM store.heads h "
+            "LEFT JOIN store.changesets c ON c.origin = h.origin GROUP BY h.origin, h.seq"
+        ).fetchall()
+        return {origin: f for origin, f in floors if f > 1}
+
     def _run_transaction_fn(self, fn: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
         cur = self._writer
         cur.execute("BEGIN")
@@ -250,6 +306,10 @@ class Store:
         stamp = hlc_clock.tick(max(last, cs_codec.newest_base_hlc(tables)), self.clock_ms())
         cs = Changeset(origin, seq + 1, stamp, prev, list(tables))
         block = cs_codec.encode(cs)
+        if len(block) > codec.MAX_BLOCK:  # peers could not receive it: refuse it here
+            limit = codec.MAX_BLOCK >> 20
+            raise StoreError(f"a changeset of {len(block)} bytes exceeds the protocol's "
+                             f"{limit} MiB; write fewer rows at a time")  # fmt: skip
         if sign is not None:
             signature = sign(block)
             block = cs_codec.sign_block(block, signature)
@@ -260,7 +320,7 @@ class Store:
             raise RuntimeError(f"own changeset refused: {checked.rejected[0][1]}")
         try:
             self._transaction([item])
-        except BAD_VALUE_ERRORS as exc:  # the caller's values; anything else is ours
+        except bad_value_errors() as exc:  # the caller's values; anything else is ours
             raise StoreError(f"bad value: {str(exc).splitlines()[0]}") from exc
         return item
 
@@ -425,6 +485,7 @@ class Store:
         self._tombstone_tables = ctx.tombstone_tables
         self._entry_tables = ctx.with_entries
         self._last_conflicts = ctx.conflicts_found
+        self.replaced_tables = frozenset(ctx.replaced)  # for the on_commit hooks
         heads = self.heads_snapshot()
         for item in items:
             heads[item.changeset.origin] = (item.changeset.seq, item.cid)

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from daemon.store import rowsql
+from daemon.store.lazy import lazy_module
 from daemon.store.rowchanges import RowChange
-from daemon.store.rowsql import ARROW_TYPES
+from daemon.store.rowsql import arrow_type
 from protocol.changeset import Op, Version
 from protocol.conflicts import NO_VERSION, MergedRow
 from protocol.errors import RemoteProtocolError
 from protocol.schema import TABLES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 
 def apply_merge(cur: duckdb.DuckDBPyConnection, table: str, changes: Sequence[RowChange]) -> bool:
@@ -102,13 +107,13 @@ def _write(cur: duckdb.DuckDBPyConnection, table: str, rows: dict[str, MergedRow
     if live:
         _insert_rows(cur, table, live)
     lag = [(table, k, c, h, o) for k, r in live.items() for c, (h, o) in r.lagging(columns).items()]
-    rowsql.insert_tuples(cur, "store.cell_versions", rowsql.CELL_VERSIONS, lag)
+    rowsql.insert_tuples(cur, "store.cell_versions", rowsql.cell_versions_schema(), lag)
     dead = [
         (table, k, *r.exists[0])
         for k, r in rows.items()
         if not r.exists[1] and r.exists[0] != NO_VERSION
     ]
-    rowsql.insert_tuples(cur, "store.tombstones", rowsql.TOMBSTONES, dead)
+    rowsql.insert_tuples(cur, "store.tombstones", rowsql.tombstones_schema(), dead)
     return bool(dead)
 
 
@@ -122,7 +127,7 @@ def _insert_rows(cur: duckdb.DuckDBPyConnection, table: str, rows: dict[str, Mer
             data[name].append(value)
         versions.append(row.version)
     try:
-        arrays = [pa.array(data[n], ARROW_TYPES[k]) for n, k in schema.columns]
+        arrays = [pa.array(data[n], arrow_type(k)) for n, k in schema.columns]
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise RemoteProtocolError(f"{table}: bad values: {exc}") from exc
     arrays += [pa.array([h for h, _ in versions], pa.int64()),

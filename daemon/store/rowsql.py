@@ -13,12 +13,18 @@ at most one change per key. Statements are generated once per table and cached.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
+from daemon.store.lazy import lazy_module
 from protocol.schema import TABLES, ColType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 
 SQL_TYPES = {
     ColType.TEXT: "VARCHAR",
@@ -30,15 +36,19 @@ SQL_TYPES = {
     ColType.UUID: "UUID",
 }
 
-ARROW_TYPES = {
-    ColType.TEXT: pa.string(),
-    ColType.JSON: pa.string(),
-    ColType.UUID: pa.string(),
-    ColType.INT: pa.int64(),
-    ColType.FLOAT: pa.float64(),
-    ColType.BOOL: pa.bool_(),
-    ColType.TIMESTAMP: pa.timestamp("us"),
-}
+
+@cache
+def arrow_type(kind: ColType) -> pa.DataType:
+    """The Arrow type a column of ``kind`` is staged as (UUIDs as text)."""
+    return {
+        ColType.TEXT: pa.string(),
+        ColType.JSON: pa.string(),
+        ColType.UUID: pa.string(),
+        ColType.INT: pa.int64(),
+        ColType.FLOAT: pa.float64(),
+        ColType.BOOL: pa.bool_(),
+        ColType.TIMESTAMP: pa.timestamp("us"),
+    }[kind]
 
 
 def _older(a: str, b: str) -> str:
@@ -73,16 +83,18 @@ def dedupe_sql(table: str) -> str:
 
 @cache
 def upsert_sql(table: str, check_tombstones: bool, optimistic: bool = False) -> str:
-    """Insert staged upserts unless a newer row (or tombstone) exists.
+    """Insert staged upserts unless the key has a row (or a newer tombstone).
 
-    ``optimistic`` drops the ON CONFLICT clause (several times cheaper in DuckDB): right
-    when no staged key exists yet, and a constraint error otherwise, which makes the
-    caller redo the batch without it.
+    Run :func:`replace_older_sql` first: it removes the rows that staged upserts
+    supersede, so a row still there is newer (or the same change again) and wins.
+    ``optimistic`` drops the check against stored rows: right when the caller has
+    made sure no staged key exists (:func:`existing_sql`). No ON CONFLICT: the tables
+    keyed by UUIDv7 have no key index (migration 003), and DuckDB's ON CONFLICT is
+    several times slower than these joins anyway.
     """
     schema = TABLES[table]
     names = schema.column_names
     select = ", ".join(f"CAST(s.{n} AS {SQL_TYPES[k]})" for n, k in schema.columns)
-    assign = ", ".join(f"{n} = excluded.{n}" for n in (*names[1:], "_hlc", "_origin"))
     guard = (
         f" AND NOT EXISTS (SELECT 1 FROM store.tombstones d WHERE d.tbl = '{table}' "
         f"AND d.pk = {_key_text(table, 's')} AND NOT {_older('d', 's')})"
@@ -90,13 +102,38 @@ def upsert_sql(table: str, check_tombstones: bool, optimistic: bool = False) -> 
         else ""
     )
     insert = (
-        f"INSERT INTO store.{table} AS tgt ({', '.join(names)}, _hlc, _origin) "
+        f"INSERT INTO store.{table} ({', '.join(names)}, _hlc, _origin) "
         f"SELECT {select}, s._hlc, s._origin FROM stage s WHERE s._op = 0{guard}"
     )
     if optimistic:
         return insert
-    return f"{insert} ON CONFLICT ({schema.key}) DO UPDATE SET {assign} WHERE " + _older(
-        "tgt", "excluded"
+    return (
+        f"{insert} AND NOT EXISTS (SELECT 1 FROM store.{table} r "
+        f"WHERE r.{schema.key} = {_key(table, 's')})"
+    )
+
+
+@cache
+def replace_older_sql(table: str) -> str:
+    """Delete stored rows older than a staged upsert of their key."""
+    key = TABLES[table].key
+    return (
+        f"DELETE FROM store.{table} r USING stage s WHERE s._op = 0 "
+        f"AND r.{key} = {_key(table, 's')} AND {_older('r', 's')}"
+    )
+
+
+@cache
+def existing_sql(table: str) -> str:
+    """One row if any staged upsert's key already has a stored row (else none).
+
+    Fresh UUIDv7 keys are newer than every stored one: DuckDB's join filter (the staged
+    keys' min and max) then skips every row group by its zone map.
+    """
+    key = TABLES[table].key
+    return (
+        f"SELECT 1 FROM stage s JOIN store.{table} r ON r.{key} = {_key(table, 's')} "
+        f"WHERE s._op = 0 LIMIT 1"
     )
 
 
@@ -167,13 +204,28 @@ def insert_tuples(
         cur.unregister("tuples_stage")
 
 
-VERSION_FIELDS = [("_hlc", pa.int64()), ("_origin", pa.string())]
-TOMBSTONES = pa.schema([("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS])
-PENDING_BASES = TOMBSTONES
-CELL_VERSIONS = pa.schema(
-    [("tbl", pa.string()), ("pk", pa.string()), ("col", pa.string()), *VERSION_FIELDS]
-)
-CONFLICT_HEADS = pa.schema(
-    [("tbl", pa.string()), ("pk", pa.string()), *VERSION_FIELDS, ("op", pa.int8()),
-     ("data", pa.string())]
-)  # fmt: skip
+def _version_fields() -> list[tuple[str, pa.DataType]]:
+    return [("_hlc", pa.int64()), ("_origin", pa.string())]
+
+
+@cache
+def tombstones_schema() -> pa.Schema:
+    """Rows of ``store.tombstones`` (and ``store.pending_bases``, alike)."""
+    return pa.schema([("tbl", pa.string()), ("pk", pa.string()), *_version_fields()])
+
+
+@cache
+def cell_versions_schema() -> pa.Schema:
+    """Rows of ``store.cell_versions``."""
+    return pa.schema(
+        [("tbl", pa.string()), ("pk", pa.string()), ("col", pa.string()), *_version_fields()]
+    )
+
+
+@cache
+def conflict_heads_schema() -> pa.Schema:
+    """Rows of ``store.conflict_heads``."""
+    return pa.schema(
+        [("tbl", pa.string()), ("pk", pa.string()), *_version_fields(), ("op", pa.int8()),
+         ("data", pa.string())]
+    )  # fmt: skip

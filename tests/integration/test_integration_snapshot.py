@@ -39,7 +39,11 @@ def test_new_peer_bootstraps_from_snapshot_then_follows_by_delta(tmp_path: Path)
         first = a.call("query", sql="SELECT model_id FROM models ORDER BY 1 LIMIT 1")
         a.call("delete", table="models", key=first["rows"][0][0])
         cluster.wait_converged(60)
-        new = LocalPeer("fresh", cluster.base_dir / "fresh", {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "1"})
+        new = LocalPeer(
+            "fresh",
+            cluster.base_dir / "fresh",
+            {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "1", "DUCKPEER_BOOTSTRAP_SNAPSHOT_MIN_BYTES": "0"},
+        )
         cluster.peers.append(new)
         new.start([a.listen_addr, b.listen_addr])
         cluster.wait_converged(60)
@@ -64,8 +68,12 @@ def test_new_peer_bootstraps_from_snapshot_then_follows_by_delta(tmp_path: Path)
             >= 1
         )
         # The new peer serves only changesets after its snapshot: an empty peer asking
-        # it for the full history is told to bootstrap from a snapshot.
-        lonely = LocalPeer("lonely", cluster.base_dir / "lonely")
+        # it for the full history is told to bootstrap from a snapshot. (With bootstrap
+        # on, the default, it would not ask: the offer says history is missing, so it
+        # takes the snapshot whatever its size.)
+        lonely = LocalPeer(
+            "lonely", cluster.base_dir / "lonely", {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "0"}
+        )
         cluster.peers.append(lonely)
         lonely.start([new.listen_addr])
         wait_until(lambda: new.status()["metrics"].get("sync_history_missing"), 30, "refusal")

@@ -103,7 +103,11 @@ async def test_a_lying_snapshot_server_loads_nothing(evil: Network, tmp_path: ob
         await framed.aclose()
 
     evil.set_stream_handler(PROTOCOL, lying_server)
-    env = {"DUCKPEER_BOOTSTRAP_SNAPSHOT": "1", "DUCKPEER_BOOTSTRAP_SNAPSHOT_WAIT": "3"}
+    env = {
+        "DUCKPEER_BOOTSTRAP_SNAPSHOT": "1",
+        "DUCKPEER_BOOTSTRAP_SNAPSHOT_WAIT": "3",
+        "DUCKPEER_BOOTSTRAP_SNAPSHOT_MIN_BYTES": "0",
+    }
     with LocalCluster(0) as cluster:
         peer = LocalPeer("victim", cluster.base_dir / "victim", env)
         cluster.peers.append(peer)

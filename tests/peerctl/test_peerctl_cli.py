@@ -138,6 +138,13 @@ def test_ingest_with_no_daemon_exits_3(capsys: pytest.CaptureFixture[str], tmp_p
 # -- against a fake daemon ---------------------------------------------------------------------
 
 
+def arrow_rows(stream: bytes) -> int:
+    """Rows of the Arrow IPC stream peerctl ingest sends."""
+    import pyarrow as pa
+
+    return int(pa.ipc.open_stream(stream).read_all().num_rows)
+
+
 class FakeDaemon:
     """A blocking control-socket server answering from a dict of canned handlers."""
 
@@ -193,7 +200,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
                         "elapsed_ms": 1.5}
     if "DROP" not in p["sql"] else bad_sql(p),
     "record": lambda p: {"result_id": "0190-abc", "cid": "bafk"},
-    "ingest": lambda p: {"rows": len(p["records"]["model_name"]), "cid": "bafk", "seq": 1},
+    "ingest": lambda p: {"rows": arrow_rows(p["arrow"]), "cid": "bafk", "seq": 1},
     "delete": lambda p: broken(p),
     "update": lambda p: {"cid": "bafk-upd", "seq": 2},
 }  # fmt: skip

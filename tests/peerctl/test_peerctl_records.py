@@ -354,7 +354,7 @@ def test_count_rows(tmp_path: Path) -> None:
     assert count_rows(write_jsonl(tmp_path / "r.jsonl", many(5))) == 5
     csv_path = write_csv(tmp_path / "r.csv", ["model"], [["a"], ["b"]])
     assert count_rows(csv_path) == 2
-    assert count_rows(write_parquet(tmp_path / "r.parquet", many(3))) is None
+    assert count_rows(write_parquet(tmp_path / "r.parquet", many(3))) == 3  # from its footer
     (tmp_path / "e.csv").write_text("")
     assert count_rows(tmp_path / "e.csv") == 0
 

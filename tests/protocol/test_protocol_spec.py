@@ -26,6 +26,7 @@ from protocol import (
     car,
     changeset,
     codec,
+    columnar,
     control,
     framing,
     membership,
@@ -296,6 +297,9 @@ def test_stated_constants_hold() -> None:
     assert f"int `1 … {messages.MAX_PARTITIONS}`" in text
     assert f"2 … {changeset.MAX_BASES} pairs" in text
     assert f"`FORMAT_VERSION`, MUST be `{changeset.FORMAT_VERSION}`" in text
+    assert f"`FORMAT_COLUMNAR` `{changeset.FORMAT_COLUMNAR}`" in text
+    assert f"at most {columnar.MAX_RAW_BYTES >> 20} MiB" in text
+    assert f"at most {columnar.MAX_BATCHES} record batches" in text
 
 
 TYPE_LETTERS = {
@@ -377,3 +381,24 @@ def test_pushed_blocks_are_example_blocks_of_the_sender() -> None:
         for block in example.diag["blocks"]:
             assert block in known
             assert changeset.decode(block).origin == example.diag["peer"]
+
+
+def test_columnar_example_holds_the_rows_the_text_states() -> None:
+    """C#1 (6.10): its Arrow stream decodes to the table above it, wire-typed."""
+    (example,) = [e for e in _signed_changesets() if e.diag[0] == changeset.FORMAT_COLUMNAR]
+    cs = changeset.decode(example.data)
+    (table,) = cs.tables
+    assert table.arrow is not None and table.arrow.num_rows == 3
+    text = SPEC.read_text(encoding="utf-8")
+    section = text[text.index("### 6.10") : text.index("## 7.")]
+    stated = re.findall(r"^\| `([0-9a-f-]{36})` \| `([^`]+)` \| `([^`]+)` \| (\w+) \| ([\d.]+) \|$",
+                        section, re.MULTILINE)  # fmt: skip
+    assert len(stated) == 3
+    rows = list(table.rows())
+    for row, (key, model, hardware, batch, throughput) in zip(rows, stated, strict=True):
+        assert row["result_id"] == key and row["model_id"] == model
+        assert row["hardware_id"] == hardware
+        assert row["batch_size"] == (None if batch == "null" else int(batch))
+        assert row["throughput_items_per_second"] == float(throughput)
+        assert row["created_at"] == 1750000000000000
+    assert table.arrow.schema == columnar.wire_schema(table.table, table.columns)

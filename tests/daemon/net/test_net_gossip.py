@@ -42,7 +42,8 @@ class FakeNetwork:
 
 async def test_the_reader_never_waits_for_a_busy_writer(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.duckdb")
-    node = Node(Config(data_dir=tmp_path), store, "12D3KooWMe")
+    # bootstrap off: an empty store would otherwise hold pushes until a snapshot loads
+    node = Node(Config(data_dir=tmp_path, bootstrap_snapshot=False), store, "12D3KooWMe")
     send, receive = trio.open_memory_channel[GossipMessage](0)  # unbuffered: send = read
     node.network = FakeNetwork(receive)  # type: ignore[assignment]
     writer_free, applied = trio.Event(), []
