@@ -132,7 +132,10 @@ class SimCluster:
         """The daemon configuration of a peer joining through ``bootstrap_from``."""
         addrs = tuple(f"{p.addr}/p2p/{p.peer_id}" for p in bootstrap_from)
         return dataclasses.replace(
-            Config(data_dir=Path("/nonexistent/sim")), bootstrap=addrs, **self.settings.config
+            Config(data_dir=Path("/nonexistent/sim")),
+            bootstrap=addrs,
+            bootstrap_snapshot=False,  # no snapshots in the simulator: catch up by delta
+            **self.settings.config,
         )
 
     # -- life cycle --------------------------------------------------------------------------
