@@ -288,18 +288,25 @@ def _predict(node: Node, announce: Announce, vector: dict[str, int]) -> None:
     the sender changed since ``base``. Not suspect members, and for our own announce
     only those we hold a link to (one that just went away would look up to date)."""
     sender = announce.peer_id
-    at_base = [
-        s
-        for p, s in node.peers.items()
-        if s.db_cid == announce.base and p != sender and not s.suspect
-    ]
-    if sender == node.peer_id:  # our own: only peers we hold a link to surely got it
-        connected = set(node.connected_peers())
-        at_base = [s for s in at_base if s.peer_id in connected]
-    if not at_base or {**at_base[0].vector, sender: vector.get(sender, 0)} != vector:
-        return
-    for state in at_base:
-        state.db_cid, state.vector = announce.db_cid, vector
+    own = sender == node.peer_id
+    connected = set(node.connected_peers()) if own else set()
+    for peer_id, state in node.peers.items():
+        if peer_id == sender or state.suspect or (own and peer_id not in connected):
+            continue  # our own announce: only peers we hold a link to surely got it
+        at_base = state.db_cid == announce.base or _before(
+            state.vector, vector, sender, len(announce.blocks)
+        )
+        if at_base and {**state.vector, sender: vector.get(sender, 0)} == vector:
+            state.db_cid, state.vector = announce.db_cid, dict(vector)
+
+
+def _before(theirs: dict[str, int], vector: dict[str, int], sender: str, pushed: int) -> bool:
+    """``theirs`` lacks only some of the ``pushed`` newest changesets of the sender."""
+    rest = {k: v for k, v in vector.items() if k != sender}
+    newest = vector.get(sender, 0)
+    return {k: v for k, v in theirs.items() if k != sender} == rest and (
+        newest - pushed <= theirs.get(sender, 0) <= newest
+    )
 
 
 def _act_on(node: Node, announce: Announce, nursery: trio.Nursery) -> None:
