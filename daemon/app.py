@@ -20,8 +20,9 @@ from daemon.control.server import serve_control
 from daemon.distq import service as distq_service
 from daemon.kg import methods as kg_methods
 from daemon.monitor import service as monitor_service
-from daemon.net import gossip, peerstatus, sync
+from daemon.net import connmgr, gossip, membership, peerstatus, sync
 from daemon.net.bootstrap import serve_bootstrap, serve_discovery
+from daemon.net.gossipcheck import GossipCheck
 from daemon.net.identity import load_or_create_identity
 from daemon.net.network import open_network
 from daemon.node import Node
@@ -43,7 +44,12 @@ RELOADABLE = (
     "trusted_peers",
     "control_write_group",
     "announce_interval",
+    "announce_cluster_rate",
     "anti_entropy_interval",
+    "connections_target",
+    "connections_max",
+    "member_timeout",
+    "gossip_ban_seconds",
     "sync_read_timeout",
     "query_timeout",
     "query_max_rows",
@@ -83,7 +89,7 @@ async def _run(config: Config, reload: Callable[[], Config] | None) -> None:
                     "one can gossip, sync and write changesets here")  # fmt: skip
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope, node)
             if reload is not None:
                 nursery.start_soon(_reload_on_sighup, node, reload)
             await _serve(node, key_pair)
@@ -119,14 +125,19 @@ async def _serve(node: Node, key_pair: object) -> None:
         psk=read_psk(config.psk_file),
         max_gossip_per_second=config.max_gossip_per_second,
         on_drop=lambda: node.metrics.inc("gossip_dropped"),
+        connections_per_ip_per_second=config.connections_per_ip_per_second,
+        on_refused=lambda: node.metrics.inc("connections_refused"),
     ) as network:
         node.network = network
         if not network.listen_addrs():
             raise ConfigError(f"config listen: could not listen on {', '.join(config.listen)}")
+        network.set_validator(GossipCheck(node))
         async with trio.open_nursery() as nursery:
             await nursery.start(sync.serve_sync, node)
             await nursery.start(gossip.serve_listener, node)
             await nursery.start(gossip.serve_announcer, node)
+            await nursery.start(membership.serve, node)
+            await nursery.start(connmgr.serve, node)
             await nursery.start(serve_bootstrap, node)
             if config.mdns:
                 await nursery.start(serve_discovery, node)
@@ -185,11 +196,12 @@ async def _serve_status(node: Node, notifier: Notifier) -> None:
         await trio.sleep(2.0)
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
+async def _stop_on_signal(scope: trio.CancelScope, node: Node) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("shutting down", signal=signal.Signals(signum).name)
             Notifier().notify("STOPPING=1")
+            await gossip.announce_leaving(node)  # at most half a second
             scope.cancel()
             return
 

@@ -48,9 +48,15 @@ class Config:
     cluster: str = "default"
     mdns: bool = False
     log_level: str = "info"
-    announce_interval: float = 3.0
+    announce_interval: float = 3.0  # heartbeat period of a small cluster (the shortest)
+    announce_cluster_rate: float = 0.1  # heartbeats/s of the whole cluster: period grows with N
     announce_debounce: float = 0.001
     anti_entropy_interval: float = 10.0
+    connections_target: int = 8  # connections a peer opens (gossipsub mesh degree 6, plus 2)
+    connections_max: int = 12  # above this, idle connections are closed down to the target
+    member_timeout: float = 60.0  # silence before a member is dropped (at least 3 periods)
+    connections_per_ip_per_second: float = 10.0  # inbound, per address (bursts of 40)
+    gossip_ban_seconds: float = 600.0  # a peer that keeps sending junk gossip is cut off
     sync_read_timeout: float = 15.0
     query_timeout: float = 30.0
     query_max_rows: int = 1_000_000

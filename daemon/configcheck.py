@@ -66,6 +66,12 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "announce_interval": (0.05, 3600, True),
     "announce_debounce": (0, 60, True),
     "anti_entropy_interval": (0.1, 86400, True),
+    "announce_cluster_rate": (0, 1e6, False),
+    "member_timeout": (0, 86400 * 30, False),
+    "gossip_ban_seconds": (0, 86400 * 365, False),
+    "connections_target": (1, 1024, True),
+    "connections_max": (1, 1024, True),
+    "connections_per_ip_per_second": (0, 1e6, True),
     "sync_read_timeout": (0, 3600, False),
     "query_timeout": (0, 86400, False),
     "query_max_rows": (1, 100_000_000, True),
@@ -210,6 +216,8 @@ def _check_relations(config: Any) -> None:  # a daemon.config.Config
         raise ConfigError("config query_memory_limit: must not exceed memory_limit")
     if config.cache_aggressive_ms < config.cache_cheap_ms:
         raise ConfigError("config cache_aggressive_ms: must be >= cache_cheap_ms")
+    if config.connections_max < config.connections_target:
+        raise ConfigError("config connections_max: must be >= connections_target")
 
 
 def multiaddr_problem(addr: str, *, need_peer: bool) -> str | None:

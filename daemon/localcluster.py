@@ -22,6 +22,7 @@ from peerctl.client import Client, ClientError
 
 FAST_TIMERS = {
     "DUCKPEER_ANNOUNCE_INTERVAL": "1.0",
+    "DUCKPEER_ANNOUNCE_CLUSTER_RATE": "10.0",  # up to 10 peers: a heartbeat every second
     "DUCKPEER_ANTI_ENTROPY_INTERVAL": "3.0",
 }
 

@@ -20,7 +20,7 @@ from protocol.changeset import Changeset, Decoded, TableChanges
 from protocol.messages import MAX_PUSHED_BLOCKS, MAX_PUSHED_BYTES
 
 if TYPE_CHECKING:
-    from daemon.net.network import Network
+    from daemon.net.adapter import NetworkAdapter
 
 log = structlog.get_logger("node")
 T = TypeVar("T")
@@ -28,15 +28,20 @@ T = TypeVar("T")
 
 @dataclass
 class PeerState:
-    """What we last heard from a peer's announce."""
+    """What we know of a member: its last announced (or predicted) state, and when we
+    last had evidence that it is alive (an announce, a sync, an open connection)."""
 
     peer_id: str
     db_cid: str = ""
     vector: dict[str, int] = field(default_factory=dict)
     addrs: tuple[str, ...] = ()
     load: float = 0.0
-    last_seen: float = 0.0
+    last_seen: float = 0.0  # wall clock (for people and reports)
     last_dial: float = float("-inf")  # when we last dialed it on hearing its announce
+    seen_at: float = float("-inf")  # trio clock of the same moment (for timeouts)
+    period: float = 0.0  # its announced heartbeat period in seconds (0: not announced)
+    suspect: str = ""  # why we think it may be gone (it then times out sooner)
+    left: str = ""  # why it left (in Node.departed only)
 
 
 # Converting a large result to Python objects (and encoding it) holds the GIL; query
@@ -94,8 +99,9 @@ class Node:
         self.store = store
         self.peer_id = peer_id
         self.metrics = Metrics()
-        self.peers: dict[str, PeerState] = {}
-        self.network: Network | None = None
+        self.peers: dict[str, PeerState] = {}  # live members (daemon/net/membership.py)
+        self.departed: dict[str, PeerState] = {}  # members that left, kept for a while
+        self.network: NetworkAdapter | None = None
         self.monitor: Any = None  # daemon.monitor.service.Monitor, set by its service
         self.watches: Any = None  # daemon.watch.service.Watches, set by its service
         self.started_at = time.time()
@@ -107,8 +113,16 @@ class Node:
         self.gossip_limiter = RateLimiter(config.gossip_per_peer_per_second, 100)
         self._pushable: list[bytes] = []
         self._push_overflow = False
+        self.push_base = ""  # our database CID before the first of the pushable blocks
         self.sync_wanted: set[str] = set()
         self.dialing: set[str] = set()
+        self.announce_wanted = False  # membership news to announce now (see announce_soon)
+        self.gone: set[str] = set()  # peers we lost, for our next announce
+        self.banned: dict[str, float] = {}  # peer -> trio time its gossip ban ends
+        self.parting: set[str] = set()  # peers that said they are closing our connection
+        self.announce_period = config.announce_interval  # our heartbeat period now
+        self.connections: Any = None  # daemon.net.connmgr.ConnectionManager, set on first use
+        self.announcer: Any = None  # daemon.net.gossip.Announcer, set by its service
         self._sync_wakeup = trio.Event()
         # An empty store told to bootstrap from a snapshot takes no delta until it has
         # (daemon/snapshot/service.py releases it); a snapshot loads only into an empty store.
@@ -142,11 +156,12 @@ class Node:
     async def commit_local(self, build: Callable[[Store], Sequence[TableChanges]]) -> Decoded:
         """Build row changes and commit them as our next changeset, atomically."""
 
-        def run(store: Store) -> Decoded:
-            return store.commit_local(self.peer_id, build(store), self.sign)
+        def run(store: Store) -> tuple[str, Decoded]:
+            before = store.db_cid()
+            return before, store.commit_local(self.peer_id, build(store), self.sign)
 
-        item = await self.write(run)
-        self._remember_for_push(item.block)
+        before, item = await self.write(run)
+        self._remember_for_push(item.block, before)
         self.metrics.inc("changesets_committed")
         self.metrics.inc("rows_written", item.changeset.row_count())
         log.debug("committed", seq=item.changeset.seq, cid=item.cid)
@@ -170,7 +185,9 @@ class Node:
             log.warning("changeset rejected", peer=peer, cid=cid, reason=reason)
         return result
 
-    def _remember_for_push(self, block: bytes) -> None:
+    def _remember_for_push(self, block: bytes, before: str = "") -> None:
+        if not self._pushable and not self._push_overflow:
+            self.push_base = before  # the CID the pushed blocks start from
         total = sum(map(len, self._pushable)) + len(block)
         too_many = len(self._pushable) >= MAX_PUSHED_BLOCKS  # receivers refuse more
         if self._push_overflow or total > MAX_PUSHED_BYTES or too_many:
@@ -190,6 +207,11 @@ class Node:
         """Wake everyone waiting for the database to change."""
         self._changed.set()
         self._changed = trio.Event()
+
+    def announce_soon(self) -> None:
+        """Ask the announcer for an announce now, database change or not."""
+        self.announce_wanted = True
+        self.notify_changed()
 
     async def wait_changed(self) -> None:
         """Sleep until the next local or remote commit."""

@@ -37,10 +37,21 @@ class Announce:
     hlc: int = 0
     blocks: tuple[bytes, ...] = ()
     """The sender's own newest small changesets, pushed so peers skip a pull round trip."""
+    # Revision 2 (all optional; a revision-1 announce has none of them):
+    period_ms: int = 0
+    """The sender's heartbeat period now (its next plain announce is due within it)."""
+    base: str = ""
+    """With ``blocks``: the sender's database CID before them (peers there reach ``db_cid``)."""
+    leaving: bool = False
+    """The sender is shutting down: forget it now rather than after a timeout."""
+    gone: tuple[str, ...] = ()
+    """Peers the sender lost and could not reach again (each should be checked)."""
 
 
 MAX_PUSHED_BYTES = 64 << 10  # total size of Announce.blocks
 MAX_PUSHED_BLOCKS = 64  # and their number
+MAX_GONE = 16  # peers named in Announce.gone
+ANNOUNCE_REVISION = 2  # the "rev" an announce with revision-2 fields carries
 
 
 @dataclass(frozen=True)
@@ -162,7 +173,7 @@ def decode(data: bytes, max_size: int = codec.DEFAULT_MAX_MESSAGE) -> Message:
 
 
 def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:
-    return "announce", {
+    body: dict[str, Any] = {
         "peer": m.peer_id,
         "cid": m.db_cid,
         "vv": dict(m.vector),
@@ -171,12 +182,18 @@ def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:
         "hlc": m.hlc,
         "blocks": list(m.blocks),
     }
+    extra = {"per": m.period_ms, "base": m.base, "leaving": m.leaving, "gone": list(m.gone)}
+    extra = {k: v for k, v in extra.items() if v}  # revision 1 peers ignore these keys
+    if extra:
+        body |= {"rev": ANNOUNCE_REVISION, **extra}
+    return "announce", body
 
 
 def _announce_from_wire(raw: dict[str, Any]) -> Announce:
     load = raw.get("load", 0.0)
     if not isinstance(load, float | int) or isinstance(load, bool):
         raise RemoteProtocolError("announce.load: expected a number")
+    expect_int(raw.get("rev", 1), "announce.rev", 1)  # later revisions add keys we skip
     return Announce(
         peer_id=expect_str(raw["peer"], "announce.peer", 128),
         db_cid=expect_str(raw["cid"], "announce.cid", 128),
@@ -185,7 +202,19 @@ def _announce_from_wire(raw: dict[str, Any]) -> Announce:
         load=float(load),
         hlc=expect_int(raw.get("hlc", 0), "announce.hlc"),
         blocks=_pushed_blocks(raw.get("blocks", [])),
+        period_ms=expect_int(raw.get("per", 0), "announce.per", 0, 1 << 40),
+        base=expect_str(raw.get("base", ""), "announce.base", 128),
+        leaving=_flag(raw.get("leaving", False), "announce.leaving"),
+        gone=tuple(expect_list_of(raw.get("gone", []), "announce.gone", _peer, MAX_GONE)),
     )
+
+
+def _flag(value: object, what: str) -> bool:
+    return expect(value, bool, what)
+
+
+def _peer(value: object, what: str) -> str:
+    return expect_str(value, what, 128)
 
 
 def _pushed_blocks(raw: object) -> tuple[bytes, ...]:

@@ -9,11 +9,13 @@ and those below it, never from a higher one):
     1 daemon.store
     2 daemon.metrics, daemon.config, daemon.configcheck, daemon.ratelimit, daemon.logs,
       daemon.sdnotify,
-      daemon.net.network, daemon.net.framed   (the foundation the node stands on)
+      daemon.net.network, daemon.net.framed, daemon.net.adapter   (the foundation the
+      node stands on; the adapter is the network interface the node holds)
     3 daemon.node
     4 daemon.net
     5 daemon.writes, daemon.query, daemon.distq, daemon.kg, daemon.snapshot,
-      daemon.monitor, daemon.watch   (features)
+      daemon.monitor, daemon.watch, daemon.sim   (features; the simulator runs
+      daemon.net's services)
     6 daemon.control, daemon.web   (they serve the capabilities' methods to callers)
     7 daemon.app
     8 peerctl   (the client and CLI; it reads snapshot files with daemon's reader)
@@ -34,6 +36,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.store", 1),
     ("daemon.net.network", 2),
     ("daemon.net.framed", 2),
+    ("daemon.net.adapter", 2),
     ("daemon.metrics", 2),
     ("daemon.config", 2),
     ("daemon.configcheck", 2),  # config.py merges the sources, configcheck.py checks them
@@ -49,6 +52,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.snapshot", 5),
     ("daemon.monitor", 5),
     ("daemon.watch", 5),
+    ("daemon.sim", 5),
     ("daemon.control", 6),
     ("daemon.web", 6),
     ("daemon.app", 7),

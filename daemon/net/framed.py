@@ -62,10 +62,14 @@ class TrioByteStream:
 class FramedStream:
     """Send and receive whole frames, with a size limit and a per-read deadline."""
 
-    def __init__(self, stream: ByteStream, max_frame: int, read_timeout: float) -> None:
+    def __init__(
+        self, stream: ByteStream, max_frame: int, read_timeout: float, min_rate: float = 0.0
+    ) -> None:
         self.stream = stream
         self.max_frame = max_frame
         self.read_timeout = read_timeout
+        self.min_rate = min_rate  # bytes/s on average after the first read_timeout; 0 = off
+        self._started = trio.current_time()
         self._decoder = FrameDecoder(max_frame)
         self.bytes_in = 0
         self.bytes_out = 0
@@ -96,11 +100,13 @@ class FramedStream:
     async def receive(self) -> bytes | None:
         """Next frame, or None at a clean end of stream (between frames).
 
-        Raises TooSlowError when the peer sends nothing for ``read_timeout`` seconds,
-        RemoteProtocolError on an oversize frame, StreamClosedError mid-frame.
+        Raises TooSlowError when the peer sends nothing for ``read_timeout`` seconds
+        (or, with ``min_rate``, trickles: fewer than ``min_rate`` bytes per second on
+        average once ``read_timeout`` has passed), RemoteProtocolError on an oversize
+        frame, StreamClosedError mid-frame.
         """
         while (frame := self._decoder.next_frame()) is None:
-            with trio.fail_after(self.read_timeout):
+            with trio.fail_after(self._allowance()):
                 data = await self.stream.read(READ_SIZE)
             if not data:
                 if self._decoder.pending:
@@ -109,6 +115,13 @@ class FramedStream:
             self.bytes_in += len(data)
             self._decoder.feed(data)
         return frame
+
+    def _allowance(self) -> float:
+        """Seconds the next read may take."""
+        if not self.min_rate:
+            return self.read_timeout
+        allowed_until = self._started + self.read_timeout + self.bytes_in / self.min_rate
+        return max(0.0, min(self.read_timeout, allowed_until - trio.current_time()))
 
     async def aclose(self) -> None:
         """Close the stream, ignoring a peer that already went away."""

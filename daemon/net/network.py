@@ -1,16 +1,16 @@
 """Narrow adapter over py-libp2p: one host, one gossipsub topic, framed streams.
 
 The rest of the daemon sees peer ids and multiaddrs as strings, gossip as bytes and
-streams as :class:`ByteStream`; py-libp2p's types and quirks stay in this module
-(StreamEOF instead of b"", spam protection on by default, heartbeat of 120 s, own
-messages echoed to our subscription).
+streams as :class:`ByteStream` (the interface is :class:`daemon.net.adapter.NetworkAdapter`);
+py-libp2p's types and quirks stay in this module (StreamEOF instead of b"", spam
+protection on by default, heartbeat of 120 s, own messages echoed to our subscription,
+an auto-connector that dials every known peer until it holds 50 connections).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import multiaddr
 import structlog
@@ -22,6 +22,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
 from libp2p.custom_types import TProtocol
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.io.exceptions import IOException
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -34,15 +35,16 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from daemon.logs import adopt_libp2p_logger, count_subscription_drops
+from daemon.net.adapter import GossipMessage, NetworkError, StreamHandler, Validator
 from daemon.net.framed import StreamClosedError
+from daemon.ratelimit import RateLimiter
 
 log = structlog.get_logger("network")
 
+__all__ = ["GossipMessage", "Libp2pByteStream", "Network", "NetworkError", "open_network"]
+
 CONNECT_TIMEOUT = 10.0
-
-
-class NetworkError(Exception):
-    """Dialing or opening a stream failed."""
+ADDRS_CACHE_S = 30.0  # host.get_addrs() builds multiaddrs anew on every call
 
 
 class Libp2pByteStream:
@@ -80,9 +82,6 @@ class Libp2pByteStream:
             pass
 
 
-StreamHandler = Callable[[Libp2pByteStream], Awaitable[None]]
-
-
 class GuardedPubsub(Pubsub):
     """py-libp2p's Pubsub, except that a pubsub RPC that does not parse resets that
     peer's stream instead of escaping into the connection task (which took the whole
@@ -106,12 +105,37 @@ class GuardedPubsub(Pubsub):
             log.debug("pubsub message after shutdown began, dropped")
 
 
-@dataclass
-class GossipMessage:
-    """One message from the topic, with the peer that signed it."""
+class ConnectionRateGate:
+    """py-libp2p's connection gate, plus a per-IP budget of inbound connections.
 
-    sender: str
-    data: bytes
+    It runs before the Noise handshake, which is what a connection costs: a peer
+    that floods connection attempts is refused at the socket, counted, and costs
+    the others nothing."""
+
+    def __init__(self, inner: object, limiter: RateLimiter, on_refused: Callable[[], None]):
+        self._inner = inner
+        self._limiter = limiter
+        self._on_refused = on_refused
+
+    async def is_allowed(self, remote_addr: multiaddr.Multiaddr) -> bool:
+        ip = _ip_of(remote_addr)
+        if ip is not None and not self._limiter.allow(ip):
+            self._on_refused()
+            log.warning("inbound connection over the per-address rate refused", addr=ip)
+            return False
+        return await self._inner.is_allowed(remote_addr)  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def _ip_of(addr: multiaddr.Multiaddr) -> str | None:
+    for proto in ("ip4", "ip6"):
+        try:
+            return str(addr.value_for_protocol(proto))
+        except Exception:  # multiaddr raises several types for "no such component"
+            continue
+    return None
 
 
 class Network:
@@ -124,6 +148,8 @@ class Network:
         self._subscription = subscription
         self.peer_id = str(host.get_id())  # type: ignore[attr-defined]
         self._discovered_send, self.discovered = trio.open_memory_channel[list[str]](64)
+        self._addrs: tuple[float, list[str]] = (float("-inf"), [])
+        self._last_stream: dict[str, float] = {}
 
     def _on_discovered(self, token: trio.lowlevel.TrioToken, info: object) -> None:
         """mDNS callback, called from zeroconf's thread: hand the addresses to trio."""
@@ -137,7 +163,12 @@ class Network:
 
     def listen_addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>."""
-        return [str(a) for a in self._host.get_addrs()]  # type: ignore[attr-defined]
+        at, addrs = self._addrs
+        now = trio.current_time()
+        if now - at > ADDRS_CACHE_S or not addrs:
+            addrs = [str(a) for a in self._host.get_addrs()]  # type: ignore[attr-defined]
+            self._addrs = (now, addrs)
+        return list(addrs)
 
     def connected_peers(self) -> list[str]:
         """Peer ids with an open connection."""
@@ -173,8 +204,26 @@ class Network:
         self._host.get_peerstore().clear_addrs(peer)  # type: ignore[attr-defined]
         self._host.get_network().unblock_peer(peer)  # type: ignore[attr-defined]
 
+    async def disconnect(self, peer_id: str) -> None:
+        """Close every connection to ``peer_id``."""
+        try:
+            await self._host.disconnect(ID.from_base58(peer_id))  # type: ignore[attr-defined]
+        except Exception as exc:  # py-libp2p raises assorted types closing a dying link
+            log.debug("disconnect failed", peer=peer_id, error=f"{type(exc).__name__}: {exc}")
+
+    def stream_idle(self, peer_id: str) -> float:
+        """Seconds since a stream to or from ``peer_id`` was last opened."""
+        return trio.current_time() - self._last_stream.get(peer_id, float("-inf"))
+
+    def _used(self, peer_id: str) -> None:
+        self._last_stream[peer_id] = trio.current_time()
+        if len(self._last_stream) > 4096:  # forget the oldest half
+            keep = sorted(self._last_stream.items(), key=lambda kv: kv[1])[2048:]
+            self._last_stream = dict(keep)
+
     async def open_stream(self, peer_id: str, protocol: str) -> Libp2pByteStream:
         """Open a stream to a connected (or dialable) peer."""
+        self._used(peer_id)
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
                 raw = await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])  # type: ignore[attr-defined]
@@ -189,6 +238,7 @@ class Network:
 
         async def adapter(raw: object) -> None:
             peer = str(raw.muxed_conn.peer_id)  # type: ignore[attr-defined]
+            self._used(peer)
             await handler(Libp2pByteStream(raw, peer))
 
         self._host.set_stream_handler(TProtocol(protocol), adapter)  # type: ignore[attr-defined]
@@ -196,6 +246,32 @@ class Network:
     async def publish(self, data: bytes) -> None:
         """Publish on our topic (never blocks; py-libp2p drops when queues are full)."""
         await self._pubsub.publish(self.topic, data)
+
+    def set_validator(self, validator: Validator) -> None:
+        """Run ``validator`` on every message before pubsub delivers or relays it."""
+
+        def check(forwarder: ID, msg: object) -> bool:
+            try:
+                sender = str(ID(msg.from_id))  # type: ignore[attr-defined]
+            except (ValueError, TypeError):
+                return False
+            return validator(sender, str(forwarder), bytes(msg.data))  # type: ignore[attr-defined]
+
+        self._pubsub.set_topic_validator(self.topic, check, False)
+
+    def ban(self, peer_id: str) -> None:
+        """Drop the peer's gossip (as sender or relay) and close its connections."""
+        try:
+            self._pubsub.add_to_blacklist(ID.from_base58(peer_id))
+        except ValueError:
+            pass
+
+    def unban(self, peer_id: str) -> None:
+        """Accept the peer's gossip again."""
+        try:
+            self._pubsub.remove_from_blacklist(ID.from_base58(peer_id))
+        except ValueError:
+            pass
 
     async def messages(self) -> AsyncIterator[GossipMessage]:
         """Messages from other peers on our topic, forever."""
@@ -219,19 +295,42 @@ async def open_network(
     psk: str | None = None,
     max_gossip_per_second: float = 200.0,
     on_drop: Callable[[], None] = lambda: None,
+    max_connections: int = 64,
+    connections_per_ip_per_second: float = 0.0,
+    on_refused: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Network]:
     """Start a host listening on ``listen`` and subscribed to ``topic``.
 
     ``on_drop()`` is called for each message py-libp2p drops because our subscription's
-    buffer is full (the listener must keep reading)."""
+    buffer is full (the listener must keep reading). ``max_connections`` is a hard cap
+    (our connection manager keeps far fewer); py-libp2p's own auto-connector, which
+    dials every peer it has an address of, is switched off. Inbound connections beyond
+    ``connections_per_ip_per_second`` (bursts of 4 s worth; 0 = unlimited) from one
+    address are refused before the handshake, and ``on_refused()`` is called."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519().private_key)
+    connections = ConnectionConfig(
+        max_connections=max_connections,
+        min_connections=0,
+        low_watermark=0,
+        high_watermark=max_connections,
+    )
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_ID: noise},
         muxer_opt={YAMUX_ID: Yamux},
         enable_mDNS=mdns,
         psk=psk,
+        connection_config=connections,
     )
+    swarm = host.get_network()
+    swarm.retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]  # we back off
+    if connections_per_ip_per_second > 0:
+        limiter = RateLimiter(connections_per_ip_per_second, 4 * connections_per_ip_per_second)
+        swarm.connection_gate = ConnectionRateGate(  # type: ignore[attr-defined]
+            swarm.connection_gate,
+            limiter,
+            on_refused,  # type: ignore[attr-defined]
+        )
     gossip = GossipSub(
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=6,

@@ -11,9 +11,9 @@ import secrets
 import structlog
 import trio
 
+from daemon.net.adapter import NetworkError, PeerStream
 from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.net.gossip import current_announce
-from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
 from protocol import status
 from protocol.errors import ProtocolError, RemoteProtocolError
@@ -36,7 +36,7 @@ def my_reply(node: Node, nonce: int) -> StatusReply:
     )
 
 
-async def handle_status_stream(node: Node, stream: Libp2pByteStream) -> None:
+async def handle_status_stream(node: Node, stream: PeerStream) -> None:
     """Answer one status query. Never raises."""
     if not node.config.trusts(stream.peer_id):
         node.metrics.inc("status_untrusted")

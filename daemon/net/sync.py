@@ -1,9 +1,22 @@
 """Delta sync over ``/duckpeer/sync/1``: pull only the changesets we lack.
 
-Client: open a stream, send ``SyncRequest(have=our vector)``, read ``SyncBlock``
-frames (applied in batches while reading continues) until ``SyncEnd``.
+Client: open a stream (dialing the peer on demand), send ``SyncRequest(have=our
+vector)``, read ``SyncBlock`` frames (applied in batches while reading continues)
+until ``SyncEnd``, whose CID and vector update what we know of the peer.
 Server: answer with the blocks the requester lacks, in our apply order (causal),
-packed into large writes, then ``SyncEnd``.
+packed into large writes, then ``SyncEnd``. A request whose vector covers ours is
+answered at once, without touching the store (that is what anti-entropy rounds cost),
+and one whose vector holds something we lack makes us pull from the requester in
+turn: each exchange moves changesets both ways, and tells each side the other's state.
+
+Changesets we pulled are not announced (that would cost every peer a message per
+peer); instead we *nudge* each connected peer not known to have them: a pull from it,
+whose request shows it that we have more, so it pulls them from us, and so on over
+the connection graph.
+
+A pull fails (and the next one starts) when the peer sends nothing for
+``sync_read_timeout`` or trickles below :data:`MIN_RATE` on average: a peer that
+vanishes mid-sync holds the puller for at most that long.
 """
 
 from __future__ import annotations
@@ -15,11 +28,12 @@ import duckdb
 import structlog
 import trio
 
+from daemon.net import connmgr, membership
+from daemon.net.adapter import NetworkError, PeerStream
 from daemon.net.framed import FramedStream, StreamClosedError
-from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
 from daemon.store.blocklog import BlockLogError
-from protocol import codec, messages
+from protocol import codec, messages, vv
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.messages import SyncBlock, SyncEnd, SyncError, SyncRequest
 
@@ -32,6 +46,7 @@ APPLY_BATCH_BYTES = 16 << 20
 APPLY_BATCH_BLOCKS = 512
 WRITE_CHUNK = 1 << 20
 SNAPSHOT_REQUIRED = "snapshot_required"
+MIN_RATE = 16 << 10  # bytes/s a sync response must average after sync_read_timeout
 
 
 @dataclass
@@ -45,6 +60,7 @@ class PullResult:
     bytes: int = 0
     db_cid: str = ""
     conflicts: int = 0  # keys the pulled changesets made concurrent
+    end: SyncEnd | None = None
 
 
 class SyncFailed(Exception):
@@ -54,7 +70,7 @@ class SyncFailed(Exception):
 # -- server ------------------------------------------------------------------------------
 
 
-async def handle_sync_stream(node: Node, stream: Libp2pByteStream) -> None:
+async def handle_sync_stream(node: Node, stream: PeerStream) -> None:
     """Serve one sync request from a peer. Never raises: failures are logged and counted."""
     if not node.config.trusts(stream.peer_id):
         node.metrics.inc("sync_untrusted")
@@ -89,6 +105,14 @@ async def _serve(node: Node, framed: FramedStream, peer: str) -> None:
     if not isinstance(request, SyncRequest):
         await framed.send(messages.encode(SyncError("expected sync_req")))
         raise RemoteProtocolError(f"expected sync_req, got {type(request).__name__}")
+    membership.touch(node, peer)
+    mine = node.store.vector()
+    _requested(node, peer, request.have, mine)
+    if vv.lacks(mine, request.have):  # the requester has news for us: pull it in turn
+        node.request_sync(peer)
+    if not vv.lacks(request.have, mine):  # nothing to send: answer without the store
+        await framed.send(messages.encode(SyncEnd(0, node.store.db_cid(), mine)))
+        return
     framed.max_frame = MAX_FRAME
     sent = 0
     batches = node.store.missing_for(request.have)
@@ -131,10 +155,12 @@ async def pull(node: Node, peer: str) -> PullResult:
     if node.sync_held:
         raise SyncFailed("delta sync waits for the snapshot bootstrap")
     try:
+        if not await connmgr.reach(node, peer):
+            raise NetworkError(f"{peer} is not connected and could not be dialed")
         stream = await node.network.open_stream(peer, PROTOCOL)
     except NetworkError as exc:
         raise SyncFailed(str(exc)) from exc
-    framed = FramedStream(stream, _max_frame(node), node.config.sync_read_timeout)
+    framed = FramedStream(stream, _max_frame(node), node.config.sync_read_timeout, MIN_RATE)
     result = PullResult(peer)
     try:
         await framed.send(messages.encode(SyncRequest(node.store.vector())))
@@ -148,6 +174,9 @@ async def pull(node: Node, peer: str) -> PullResult:
         result.bytes = framed.bytes_in
         node.metrics.inc("sync_changesets_in", result.received)
         node.metrics.inc("sync_bytes_in", framed.bytes_in)
+    membership.touch(node, peer)
+    if result.end is not None:
+        _learned(node, peer, result.end)
     return result
 
 
@@ -159,8 +188,38 @@ def _max_frame(node: Node) -> int:
 
 def _describe(exc: Exception, timeout: float) -> str:
     if isinstance(exc, trio.TooSlowError):
-        return f"TooSlowError: peer sent nothing for {timeout} s"
+        return f"TooSlowError: peer sent nothing for {timeout} s, or too little since"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _requested(node: Node, peer: str, have: dict[str, int], mine: dict[str, int]) -> None:
+    """A sync request states the requester's vector (and, if it equals ours, its CID)."""
+    state = node.peers.get(peer)
+    if state is not None:
+        state.vector = dict(have)
+        state.db_cid = node.store.db_cid() if have == mine else ""
+
+
+def nudge(node: Node, source: str) -> None:
+    """Ask every connected peer that, as far as we know, lacks some of what we hold to
+    sync with us (we pull from it; its side then pulls from us)."""
+    mine = node.store.vector()
+    for peer in node.connected_peers():
+        state = node.peers.get(peer)
+        if (
+            peer != source
+            and node.config.trusts(peer)
+            and (state is None or vv.lacks(state.vector, mine))
+        ):
+            node.request_sync(peer)
+            node.metrics.inc("sync_nudges")
+
+
+def _learned(node: Node, peer: str, end: SyncEnd) -> None:
+    """A sync end is a fresh statement of the peer's state."""
+    state = node.peers.get(peer)
+    if state is not None and end.vector:
+        state.db_cid, state.vector = end.db_cid, dict(end.vector)
 
 
 async def _receive(node: Node, framed: FramedStream, result: PullResult) -> None:
@@ -197,6 +256,7 @@ async def _read_blocks(
                 batch, size = [], 0
         elif isinstance(msg, SyncEnd):
             result.db_cid = msg.db_cid
+            result.end = msg
             break
         elif isinstance(msg, SyncError):
             if batch:  # what arrived before the refusal is still applied
@@ -249,6 +309,8 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
         if SNAPSHOT_REQUIRED in str(exc):  # the snapshot service bootstraps an empty store
             node.metrics.inc("sync_snapshot_required")
         return None
+    if result.applied:
+        nudge(node, peer)
     if result.received:
         log.info(
             "pulled",
@@ -261,9 +323,11 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
 
 
 async def _anti_entropy(node: Node) -> None:
-    """Every interval, pull from one random connected peer in case gossip was lost."""
+    """Every interval (jittered), exchange vectors with one random connected peer, in
+    case gossip was lost: both sides then pull what the other has."""
     while True:
-        await trio.sleep(node.config.anti_entropy_interval)
+        await trio.sleep(connmgr.jittered(node.config.anti_entropy_interval))
         peers = [p for p in node.connected_peers() if node.config.trusts(p)]
         if peers:
+            node.metrics.inc("anti_entropy_rounds")
             node.request_sync(random.choice(peers))

@@ -29,6 +29,7 @@ from protocol import (
     columnar,
     control,
     framing,
+    membership,
     messages,
     snapmsg,
     status,
@@ -177,6 +178,7 @@ MSGPACK: dict[str, Codec] = {
     "snapmsg": (snapmsg.decode, snapmsg.encode),
     "cachemsg": (cachemsg.decode, cachemsg.encode),
     "status": (status.decode, status.encode),
+    "membership": (membership.decode, membership.encode),
     "control.ControlRequest": (control.decode_request, control.encode_request),
     "control.ControlResponse": (control.decode_response, control.encode_response),
 }
@@ -189,6 +191,7 @@ TYPES = {
     "snapmsg": {"SnapQuery", "SnapOffer", "SnapWant", "SnapBlock", "SnapError"},
     "cachemsg": {"CacheGet", "CacheFound", "CacheMissing"},
     "status": {"StatusQuery", "StatusReply"},
+    "membership": {"MembersQuery", "MembersReply", "MembersBye"},
     "control": {"ControlRequest", "ControlResponse"},
 }  # fmt: skip
 CODEC_OF_TYPE = {t: c for c, types in TYPES.items() for t in types}

@@ -1,0 +1,231 @@
+"""Real daemons as the cluster grows: idle CPU and memory per daemon, write -> visible on
+all, misses, distinct database CIDs (issue 15).
+
+For each N, a fresh loopback cluster of N ``duckpeerd`` processes (all bootstrapping
+from the first, like ``LocalCluster``) with the *default* timers (announce interval 3 s,
+cluster heartbeat rate 0.1/s, anti-entropy 10 s; ``--fast-timers`` uses the test
+cluster's shorter ones):
+
+1. start, wait until every daemon has a connection and all hold one CID, then let
+   them idle ``--settle`` s (startup work is not idle cost);
+2. idle CPU: utime + stime from /proc/<pid>/stat of every daemon over ``--window`` s,
+   as % of one core: median and max over daemons, and the median's ratio to the
+   smallest N's (CPU seconds stay meaningful on a loaded machine; a flat ratio means
+   the idle cost does not grow with N); RSS (VmRSS) median, max and total; connections
+   per daemon;
+3. ``--writes`` writes, each on a random daemon, one at a time ``--gap`` s apart: time
+   from before the record call until every other daemon answers the row (polled over
+   open control connections every ``--poll-ms``), p50/p99; a write not everywhere
+   within ``--timeout`` s is a miss;
+4. distinct database CIDs once every write was seen (or after ``--timeout`` s).
+
+    .venv/bin/python bench/bench_scale.py            # N = 3, 20, 50 (about 15 minutes)
+    .venv/bin/python bench/bench_scale.py --quick    # N = 3, 10, shorter windows
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import _common  # noqa: F401  (puts the project root on sys.path)
+from _common import bench_main, bench_parser, parse_quick, percentile, print_table
+
+from daemon.localcluster import ClusterError, LocalCluster, LocalPeer, wait_until
+from peerctl.client import Client, ClientError
+
+GOAL = {"idle_cpu_pct": 0.3, "p50_ms": 500.0, "p99_ms": 2000.0, "missing": 0, "cids": 1}
+DEFAULT_TIMERS = {
+    "DUCKPEER_ANNOUNCE_INTERVAL": "3.0",
+    "DUCKPEER_ANNOUNCE_CLUSTER_RATE": "0.1",
+    "DUCKPEER_ANTI_ENTROPY_INTERVAL": "10.0",
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args() -> argparse.Namespace:
+    p = bench_parser(__doc__, "bench_scale", "N = 3, 10; 10 writes; 20 s windows")
+    p.add_argument("--sizes", default="3,20,50", help="cluster sizes (default 3,20,50)")
+    p.add_argument("--settle", type=float, default=30.0, help="idle s before measuring")
+    p.add_argument("--window", type=float, default=60.0, help="idle CPU window, s")
+    p.add_argument("--writes", type=int, default=30, help="writes per N (default 30)")
+    p.add_argument("--gap", type=float, default=1.0, help="s between writes (default 1)")
+    p.add_argument("--timeout", type=float, default=30.0, help="s before a write is a miss")
+    p.add_argument("--poll-ms", type=float, default=10.0, help="pause between poll rounds")
+    p.add_argument("--fast-timers", action="store_true", help="the test cluster's timers")
+    p.add_argument("--seed", type=int, default=15)
+    args = parse_quick(p, settle=10.0, window=20.0, writes=10)
+    if args.quick and args.sizes == "3,20,50":
+        args.sizes = "3,10"
+    return args
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _pid(peer: LocalPeer) -> int:
+    assert peer.proc is not None
+    return peer.proc.pid
+
+
+def wait_ready(cluster: LocalCluster, timeout: float) -> float:
+    """Every daemon connected to another, one CID; seconds it took."""
+    started = time.monotonic()
+    wait_until(
+        lambda: all(s["peers"] >= 1 for s in cluster.statuses()), timeout, "peers to connect", 0.5
+    )
+    cluster.wait_converged(timeout)
+    return time.monotonic() - started
+
+
+def idle(cluster: LocalCluster, window: float) -> dict[str, Any]:
+    """CPU % of one core per daemon over ``window`` s, RSS, connections."""
+    pids = [_pid(p) for p in cluster.peers]
+    before = [cpu_seconds(pid) for pid in pids]
+    started = time.monotonic()
+    time.sleep(window)  # the measurement window itself, not a wait for a condition
+    seconds = time.monotonic() - started
+    cpu = [100 * (cpu_seconds(pid) - b) / seconds for pid, b in zip(pids, before, strict=True)]
+    rss = [rss_mb(pid) for pid in pids]
+    conns = [s["peers"] for s in cluster.statuses()]
+    return {
+        "window_s": round(seconds, 1),
+        "cpu_pct_median": round(statistics.median(cpu), 3),
+        "cpu_pct_max": round(max(cpu), 3),
+        "cpu_pct": [round(c, 3) for c in cpu],
+        "rss_mb_median": round(statistics.median(rss), 1),
+        "rss_mb_max": round(max(rss), 1),
+        "rss_mb_total": round(sum(rss), 1),
+        "connections_median": statistics.median(conns),
+        "connections_max": max(conns),
+    }
+
+
+def one_write(
+    clients: list[Client], writer: int, i: int, timeout: float, poll_s: float
+) -> float | None:
+    """Record on ``clients[writer]``; seconds until every other daemon has the row."""
+    started = time.perf_counter()
+    result_id = clients[writer].store_performance_result(
+        model_name=f"scale-{i}", hardware_type="cuda", throughput=1.0 + i, latency=2.0
+    )
+    sql = f"SELECT count(*) FROM performance_results WHERE result_id = '{result_id}'"
+    pending = [c for j, c in enumerate(clients) if j != writer]
+    while pending:
+        pending = [c for c in pending if c.query(sql)["rows"][0][0] != 1]
+        if not pending:
+            break
+        if time.perf_counter() - started > timeout:
+            return None
+        time.sleep(poll_s)
+    return time.perf_counter() - started
+
+
+def writes(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    """``args.writes`` writes on random daemons; time to visible everywhere."""
+    rng = random.Random(args.seed)
+    clients = [p.client() for p in cluster.peers]
+    try:
+        seen = []
+        for i in range(args.writes):
+            seen.append(one_write(clients, rng.randrange(len(clients)), i, args.timeout,
+                                  args.poll_ms / 1000))  # fmt: skip
+            time.sleep(args.gap)  # the pacing between writes, not a wait for a condition
+    finally:
+        for c in clients:
+            c.close()
+    done = [s * 1000 for s in seen if s is not None]
+    try:
+        cluster.wait_converged(args.timeout)
+    except ClusterError:
+        pass  # counted below
+    return {
+        "writes": len(seen),
+        "missing": len(seen) - len(done),
+        "p50_ms": round(percentile(done, 50), 1) if done else None,
+        "p99_ms": round(percentile(done, 99), 1) if done else None,
+        "max_ms": round(max(done), 1) if done else None,
+        "distinct_cids": len({s["db_cid"] for s in cluster.statuses()}),
+    }
+
+
+def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Every measurement on one fresh cluster of ``n`` daemons."""
+    env = None if args.fast_timers else DEFAULT_TIMERS
+    started = time.monotonic()
+    with LocalCluster(n, base_dir=workdir / f"n{n}", env=env) as cluster:
+        ready_s = wait_ready(cluster, 60.0 + 3.0 * n)
+        time.sleep(args.settle)  # let startup work finish: it is not idle cost
+        out: dict[str, Any] = {"n": n, "ready_s": round(ready_s, 1)}
+        out["idle"] = idle(cluster, args.window)
+        try:
+            out["writes"] = writes(cluster, args)
+        except ClientError as exc:
+            out["writes"] = {"error": str(exc)}
+        statuses = cluster.statuses()
+        out["members_median"] = statistics.median(s.get("members", 0) for s in statuses)
+    out["wall_s"] = round(time.monotonic() - started, 1)
+    print(f"N={n}: done in {out['wall_s']} s; load {os.getloadavg()[0]:.2f}", flush=True)
+    return out
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    runs = [one_size(int(n), args, workdir) for n in args.sizes.split(",")]
+    base = runs[0]["idle"]["cpu_pct_median"] or float("nan")
+    for r in runs:
+        r["idle"]["cpu_ratio_to_smallest"] = round(r["idle"]["cpu_pct_median"] / base, 2)
+    return {"runs": runs, "goal": GOAL, "loadavg_at_end": os.getloadavg()}
+
+
+def report(res: dict[str, Any]) -> None:
+    runs = res["runs"]
+    print_table(
+        "idle daemons (CPU % of one core over the window; RSS MB)",
+        ["N", "cpu median", "cpu max", "ratio", "rss median", "rss max", "rss total", "conns"],
+        [
+            [
+                r["n"], r["idle"]["cpu_pct_median"], r["idle"]["cpu_pct_max"],
+                r["idle"]["cpu_ratio_to_smallest"], r["idle"]["rss_mb_median"],
+                r["idle"]["rss_mb_max"], r["idle"]["rss_mb_total"],
+                f"{r['idle']['connections_median']:g}/{r['idle']['connections_max']}",
+            ]
+            for r in runs
+        ],
+    )  # fmt: skip
+    print_table(
+        "write on a random daemon -> visible on all others",
+        ["N", "writes", "missing", "p50 ms", "p99 ms", "max ms", "distinct CIDs", "members"],
+        [
+            [
+                r["n"], r["writes"].get("writes"), r["writes"].get("missing"),
+                r["writes"].get("p50_ms"), r["writes"].get("p99_ms"),
+                r["writes"].get("max_ms"), r["writes"].get("distinct_cids"),
+                r["members_median"],
+            ]
+            for r in runs
+        ],
+    )  # fmt: skip
+    print(
+        f"goals: idle <= {GOAL['idle_cpu_pct']} % median, not growing with N; "
+        f"p50 <= {GOAL['p50_ms']:.0f} ms, p99 <= {GOAL['p99_ms']:.0f} ms, none missing, one CID"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(bench_main(parse_args, run, report, "dp-scale-"))
