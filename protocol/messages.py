@@ -190,9 +190,7 @@ def _announce_to_wire(m: Announce) -> tuple[str, dict[str, Any]]:
 
 
 def _announce_from_wire(raw: dict[str, Any]) -> Announce:
-    load = raw.get("load", 0.0)
-    if not isinstance(load, float | int) or isinstance(load, bool):
-        raise RemoteProtocolError("announce.load: expected a number")
+    load = _number(raw.get("load", 0.0), "announce.load")
     expect_int(raw.get("rev", 1), "announce.rev", 1)  # later revisions add keys we skip
     return Announce(
         peer_id=expect_str(raw["peer"], "announce.peer", 128),
@@ -345,15 +343,13 @@ def _partial_to_wire(m: PartialResult) -> tuple[str, dict[str, Any]]:
 
 
 def _partial_from_wire(raw: dict[str, Any]) -> PartialResult:
-    elapsed = raw.get("ms", 0.0)
-    if not isinstance(elapsed, float | int) or isinstance(elapsed, bool):
-        raise RemoteProtocolError("partial.ms: expected a number")
+    elapsed = _number(raw.get("ms", 0.0), "partial.ms")  # NaN would skew capacities
     return PartialResult(
         query_id=expect_str(raw["qid"], "partial.qid", 64),
         partition=expect_int(raw["p"], "partial.p", 0, MAX_PARTITIONS - 1),
         data=expect(raw["data"], bytes, "partial.data"),
         rows=expect_int(raw.get("rows", 0), "partial.rows"),
-        elapsed_ms=float(elapsed),
+        elapsed_ms=elapsed,
         scanned_rows=expect_int(raw.get("srows", 0), "partial.srows"),
         row_groups=expect_int(raw.get("rg", 0), "partial.rg"),
         row_groups_total=expect_int(raw.get("rgt", 0), "partial.rgt"),

@@ -46,7 +46,7 @@ partials = st.builds(
     partition=st.integers(0, 255),
     data=st.binary(max_size=64),
     rows=st.integers(0, 1 << 40),
-    elapsed_ms=st.floats(allow_nan=False),
+    elapsed_ms=st.floats(0, 1e9),
     scanned_rows=st.integers(0, 1 << 40),
     row_groups=st.integers(0, 1 << 20),
     row_groups_total=st.integers(0, 1 << 20),
@@ -137,7 +137,7 @@ def test_any_bytes_give_a_message_or_remote_error(data: bytes) -> None:
         msg = messages.decode(data)
     except RemoteProtocolError:
         return
-    assert messages.decode(messages.encode(msg)) == msg or msg != msg  # NaN never equals
+    assert messages.decode(messages.encode(msg)) == msg
 
 
 def _fragment_raw(**over: Any) -> bytes:

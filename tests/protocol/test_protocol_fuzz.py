@@ -38,7 +38,7 @@ announces = st.builds(
     db_cid=CID_TEXT,
     vector=VECTOR,
     addrs=st.lists(st.text(max_size=512), max_size=32).map(tuple),
-    load=st.floats(allow_nan=False),
+    load=st.floats(0, 1e6),
     hlc=st.integers(min_value=0, max_value=hlc.MAX_HLC),
 )
 sync_requests = st.builds(messages.SyncRequest, have=VECTOR, max_changesets=U63)
