@@ -46,6 +46,12 @@ def test_verify_reports_a_stopped_peer_behind_then_converged(cluster3: LocalClus
     record(p0, "m0")
     cluster3.wait_converged(timeout=30)
     wait_until(lambda: peerctl_json(p0, "verify")["reachable"] == 3, 30, "3 reachable peers")
+    p2_id = peerctl_json(p2, "status")["peer_id"]
+
+    def p0_knows_p2_is_current() -> bool:  # from its announces or sync requests
+        return any(p["peer_id"] == p2_id and p["they_lack"] == 0 for p in peerctl_json(p0, "peers"))
+
+    wait_until(p0_knows_p2_is_current, 30, "p0 to learn that p2 holds m0")
     p2.stop()
     for i in range(3):
         record(p0, f"after-{i}")
