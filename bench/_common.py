@@ -307,3 +307,20 @@ def bench_main(
     params.pop("name", None)
     write_result(args.name, params | load, res)
     return 0
+
+
+def wait_cid(peer: Any, cid: str, timeout: float) -> float:
+    """perf_counter when the LocalPeer ``peer`` reaches ``cid`` (polled every 50 ms)."""
+    from daemon.localcluster import ClusterError
+    from peerctl.client import ClientError
+
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            if peer.status()["db_cid"] == cid:
+                return time.perf_counter()
+        except ClientError:  # busy loading: answer later
+            pass
+        if time.perf_counter() > deadline:
+            raise ClusterError(f"{peer.name} did not reach {cid} in {timeout} s")
+        time.sleep(0.05)

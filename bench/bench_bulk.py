@@ -45,11 +45,11 @@ from _common import (
     parse_quick,
     peerctl_command,
     print_table,
+    wait_cid,
     write_results_csv,
 )
 
-from daemon.localcluster import ClusterError, LocalPeer
-from peerctl.client import ClientError
+from daemon.localcluster import LocalPeer
 
 MB = 1e6
 GOALS = {"load": 2.0, "bytes": 1.5, "catchup": 3.0}
@@ -135,19 +135,6 @@ def ingest(peer: LocalPeer, csv: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"peerctl ingest exited {proc.returncode}: {proc.stderr.strip()}")
     return {"seconds": round(seconds, 3), "summary": json.loads(proc.stdout)}
-
-
-def wait_cid(peer: LocalPeer, cid: str, timeout: float) -> float:
-    deadline = time.perf_counter() + timeout
-    while True:
-        try:
-            if peer.status()["db_cid"] == cid:
-                return time.perf_counter()
-        except ClientError:  # busy loading: answer later
-            pass
-        if time.perf_counter() > deadline:
-            raise ClusterError(f"{peer.name} did not reach {cid} in {timeout} s")
-        time.sleep(0.05)
 
 
 def catchup(source: LocalPeer, work: Path, cid: str, timeout: float) -> dict[str, Any]:

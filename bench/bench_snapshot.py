@@ -36,10 +36,10 @@ from _common import (
     ingest_rows,
     parse_quick,
     print_table,
+    wait_cid,
 )
 
-from daemon.localcluster import ClusterError, LocalPeer
-from peerctl.client import ClientError
+from daemon.localcluster import LocalPeer
 
 MB = 1e6
 BYTES_PER_ROW = 200  # database bytes per result row (bench_catchup: 198 MB for 1M rows)
@@ -63,20 +63,6 @@ def timed(fn: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
     return time.perf_counter() - started, value
-
-
-def wait_cid(peer: LocalPeer, cid: str, timeout: float) -> float:
-    """perf_counter when ``peer`` reaches ``cid`` (polled every 50 ms)."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        try:
-            if peer.status()["db_cid"] == cid:
-                return time.perf_counter()
-        except ClientError:  # busy loading: answer later
-            pass
-        if time.perf_counter() > deadline:
-            raise ClusterError(f"{peer.name} did not reach {cid} in {timeout} s")
-        time.sleep(0.05)
 
 
 def bootstrap_from(
