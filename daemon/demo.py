@@ -137,6 +137,8 @@ def _watch(
     converged_at = None
     rng = random.Random()
     next_write = time.monotonic() + WRITE_EVERY_S
+    if not console.is_terminal:  # a file or pipe sees the live table only when it stops
+        console.print(how_to_talk(cluster, dashboard))
     with Live(console=console, refresh_per_second=10) as live:
         while True:
             table, done = _table(cluster, started)

@@ -39,7 +39,11 @@ def test_demo_keeps_writing_and_says_how_to_talk_to_it(tmp_path: Path) -> None:
                     return []
             return counts
 
-        first = wait_until(lambda: (r := results()) and len(set(r)) == 1 and r, 60, "converged")
+        # The demo first loads 20 results and one more by hand, then writes every 3 s once the
+        # peers agree: two rows past 21 everywhere means its live loop is running.
+        seeded = 21
+        first = wait_until(lambda: (r := results()) and len(set(r)) == 1 and min(r) >= seeded and r,
+                           60, "converged")  # fmt: skip
         wait_until(lambda: (r := results()) and min(r) >= first[0] + 2, 60, "two more results")
     finally:
         proc.send_signal(signal.SIGTERM)
