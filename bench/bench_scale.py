@@ -14,9 +14,10 @@ cluster's shorter ones):
    the idle cost does not grow with N); RSS (VmRSS) median, max and total; connections
    per daemon;
 3. ``--writes`` writes, each on a random daemon, one at a time ``--gap`` s apart: time
-   from before the record call until every other daemon answers the row (polled over
-   open control connections every ``--poll-ms``), p50/p99; a write not everywhere
-   within ``--timeout`` s is a miss;
+   from before the record call until every other daemon has the row, as each daemon's
+   live subscription (``Client.watch``) reports it (``--observe poll``: a query on
+   every daemon every ``--poll-ms`` instead, which itself loads the cores), p50/p99; a
+   write not everywhere within ``--timeout`` s is a miss;
 4. distinct database CIDs once every write was seen (or after ``--timeout`` s).
 
     .venv/bin/python bench/bench_scale.py            # N = 3, 20, 50 (about 15 minutes)
@@ -29,6 +30,7 @@ import argparse
 import os
 import random
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ DEFAULT_TIMERS = {
     "DUCKPEER_ANTI_ENTROPY_INTERVAL": "10.0",
 }
 TICKS = os.sysconf("SC_CLK_TCK")
+START_WAVE = 10  # daemons started at once (50 at once did not answer within 30 s)
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--writes", type=int, default=30, help="writes per N (default 30)")
     p.add_argument("--gap", type=float, default=1.0, help="s between writes (default 1)")
     p.add_argument("--timeout", type=float, default=30.0, help="s before a write is a miss")
+    p.add_argument("--observe", choices=("watch", "poll"), default="watch",
+                   help="how arrivals are seen: each daemon's live subscription (default) "
+                   "or a query on every daemon every --poll-ms")  # fmt: skip
     p.add_argument("--poll-ms", type=float, default=10.0, help="pause between poll rounds")
     p.add_argument("--fast-timers", action="store_true", help="the test cluster's timers")
     p.add_argument("--seed", type=int, default=15)
@@ -120,7 +126,8 @@ def idle(cluster: LocalCluster, window: float) -> dict[str, Any]:
 def one_write(
     clients: list[Client], writer: int, i: int, timeout: float, poll_s: float
 ) -> float | None:
-    """Record on ``clients[writer]``; seconds until every other daemon has the row."""
+    """Record on ``clients[writer]``; seconds until every other daemon has the row
+    (polled with a query on each)."""
     started = time.perf_counter()
     result_id = clients[writer].store_performance_result(
         model_name=f"scale-{i}", hardware_type="cuda", throughput=1.0 + i, latency=2.0
@@ -137,19 +144,74 @@ def one_write(
     return time.perf_counter() - started
 
 
+class Arrivals:
+    """When each daemon's live subscription (``Client.watch``) saw each result: the
+    daemons tell us, nobody polls them (19 pollers every 10 ms load the very cores the
+    daemons replicate on)."""
+
+    def __init__(self, peers: list[LocalPeer]) -> None:
+        self.seen: dict[tuple[int, str], float] = {}
+        self.lock = threading.Lock()
+        self.clients = [p.client() for p in peers]
+        for i, client in enumerate(self.clients):
+            threading.Thread(target=self._follow, args=(i, client), daemon=True).start()
+
+    def _follow(self, i: int, client: Client) -> None:
+        try:
+            for event in client.watch("SELECT result_id FROM performance_results"):
+                if event.get("event") == "added":
+                    with self.lock:
+                        self.seen.setdefault((i, str(event["row"][0])), time.perf_counter())
+        except ClientError:
+            pass  # the cluster is stopping
+
+    def everywhere(self, result_id: str, but: int) -> float | None:
+        """The last arrival of ``result_id`` on the daemons other than ``but``, if all."""
+        with self.lock:
+            times = [self.seen.get((i, result_id)) for i in range(len(self.clients)) if i != but]
+        return None if None in times else max(t for t in times if t is not None)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def watched_write(
+    clients: list[Client], arrivals: Arrivals, writer: int, i: int, timeout: float
+) -> float | None:
+    """Record on ``clients[writer]``; seconds until every other daemon's subscription
+    saw the row."""
+    started = time.perf_counter()
+    result_id = clients[writer].store_performance_result(
+        model_name=f"scale-{i}", hardware_type="cuda", throughput=1.0 + i, latency=2.0
+    )
+    try:
+        last = wait_until(lambda: arrivals.everywhere(result_id, writer), timeout, "arrivals",
+                          0.002)  # fmt: skip
+    except ClusterError:
+        return None
+    return float(last) - started
+
+
 def writes(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     """``args.writes`` writes on random daemons; time to visible everywhere."""
     rng = random.Random(args.seed)
     clients = [p.client() for p in cluster.peers]
+    arrivals = Arrivals(cluster.peers) if args.observe == "watch" else None
     try:
         seen = []
         for i in range(args.writes):
-            seen.append(one_write(clients, rng.randrange(len(clients)), i, args.timeout,
-                                  args.poll_ms / 1000))  # fmt: skip
+            writer = rng.randrange(len(clients))
+            if arrivals is not None:
+                seen.append(watched_write(clients, arrivals, writer, i, args.timeout))
+            else:
+                seen.append(one_write(clients, writer, i, args.timeout, args.poll_ms / 1000))
             time.sleep(args.gap)  # the pacing between writes, not a wait for a condition
     finally:
         for c in clients:
             c.close()
+        if arrivals is not None:
+            arrivals.close()
     done = [s * 1000 for s in seen if s is not None]
     try:
         cluster.wait_converged(args.timeout)
@@ -169,7 +231,9 @@ def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Every measurement on one fresh cluster of ``n`` daemons."""
     env = None if args.fast_timers else DEFAULT_TIMERS
     started = time.monotonic()
-    with LocalCluster(n, base_dir=workdir / f"n{n}", env=env) as cluster:
+    cluster = LocalCluster(n, base_dir=workdir / f"n{n}", env=env, start_wave=START_WAVE,
+                           start_timeout=120.0)  # fmt: skip
+    with cluster:
         ready_s = wait_ready(cluster, 60.0 + 3.0 * n)
         time.sleep(args.settle)  # let startup work finish: it is not idle cost
         out: dict[str, Any] = {"n": n, "ready_s": round(ready_s, 1)}

@@ -46,6 +46,7 @@ RELOADABLE = (
     "announce_interval",
     "announce_cluster_rate",
     "anti_entropy_interval",
+    "anti_entropy_max_interval",
     "connections_target",
     "connections_max",
     "member_timeout",

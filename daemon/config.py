@@ -51,7 +51,8 @@ class Config:
     announce_interval: float = 3.0  # heartbeat period of a small cluster (the shortest)
     announce_cluster_rate: float = 0.1  # heartbeats/s of the whole cluster: period grows with N
     announce_debounce: float = 0.001
-    anti_entropy_interval: float = 10.0
+    anti_entropy_interval: float = 10.0  # after a change; doubles per quiet round ...
+    anti_entropy_max_interval: float = 60.0  # ... up to this (the bound on detecting a loss)
     connections_target: int = 8  # connections a peer opens (gossipsub mesh degree 6, plus 2)
     connections_max: int = 12  # above this, idle connections are closed down to the target
     member_timeout: float = 60.0  # silence before a member is dropped (at least 3 periods)

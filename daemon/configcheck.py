@@ -66,6 +66,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "announce_interval": (0.05, 3600, True),
     "announce_debounce": (0, 60, True),
     "anti_entropy_interval": (0.1, 86400, True),
+    "anti_entropy_max_interval": (0.1, 86400, True),
     "announce_cluster_rate": (0, 1e6, False),
     "member_timeout": (0, 86400 * 30, False),
     "gossip_ban_seconds": (0, 86400 * 365, False),

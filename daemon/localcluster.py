@@ -24,6 +24,7 @@ FAST_TIMERS = {
     "DUCKPEER_ANNOUNCE_INTERVAL": "1.0",
     "DUCKPEER_ANNOUNCE_CLUSTER_RATE": "10.0",  # up to 10 peers: a heartbeat every second
     "DUCKPEER_ANTI_ENTROPY_INTERVAL": "3.0",
+    "DUCKPEER_ANTI_ENTROPY_MAX_INTERVAL": "6.0",
 }
 
 
@@ -148,7 +149,13 @@ class LocalCluster:
         base_dir: Path | None = None,
         keep: bool = False,
         env: dict[str, str] | None = None,
+        start_wave: int = 0,
+        start_timeout: float = 30.0,
     ) -> None:
+        """``start_wave`` > 0 starts the peers after the first that many at a time (50
+        Python daemons importing at once on 2 cores take minutes to answer);
+        ``start_timeout`` is how long each wave may take to answer."""
+        self.start_wave, self.start_timeout = start_wave, start_timeout
         self._own_dir = base_dir is None
         # short paths: Unix socket paths are limited to 108 bytes
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="dp-"))
@@ -170,12 +177,15 @@ class LocalCluster:
         """Start the first peer, then the others bootstrapping from it."""
         if not self.peers:
             return
-        first = self.peers[0].start()
+        first = self.peers[0].start(timeout=self.start_timeout)
         seed = [first.listen_addr]
-        for peer in self.peers[1:]:
-            peer.spawn(seed)
-        for peer in self.peers[1:]:
-            peer.wait_ready()
+        rest = self.peers[1:]
+        wave = self.start_wave or len(rest) or 1
+        for at in range(0, len(rest), wave):
+            for peer in rest[at : at + wave]:
+                peer.spawn(seed)
+            for peer in rest[at : at + wave]:
+                peer.wait_ready(self.start_timeout)
 
     def close(self) -> None:
         """Stop every peer; remove the temporary directory unless ``keep``."""

@@ -49,6 +49,14 @@ def prior(cores: int, load: float, busy: float) -> float:
     return cores * share / (1.0 + max(busy, 0.0) / 2.0)
 
 
+def worth_reporting(new: Capacity, last: Capacity | None, change: float) -> bool:
+    """True if ``new`` moves the prior by more than ``change`` (relative) from ``last``."""
+    if last is None:
+        return True
+    before, after = prior(last.cores, last.load, last.busy), prior(new.cores, new.load, new.busy)
+    return abs(after - before) > change * before
+
+
 def local_capacity(busy: float) -> Capacity:
     """This host's capacity report."""
     try:

@@ -10,7 +10,8 @@ query id). Fragments from a stream pass the same checks as gossiped ones.
 A link that breaks is dropped and opened again on the next round (a failed open waits
 ``REOPEN`` seconds). Every read has a deadline: a worker hears its coordinator only
 when it queries, so an idle link is closed after ``IDLE`` seconds and reopened; the
-worker's periodic ``Capacity`` keeps the coordinator's side of it alive.
+worker's ``Capacity`` (sent when it changes the worker's weight by more than 10 %, and
+at least every ``CAPACITY_KEEPALIVE`` seconds) keeps the coordinator's side of it alive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import structlog
 import trio
 
+from daemon.distq.capacity import worth_reporting
 from daemon.net.framed import FramedStream, StreamClosedError
 from daemon.net.network import Libp2pByteStream, NetworkError
 from daemon.node import Node
@@ -34,7 +36,9 @@ FRAME_OVERHEAD = 4096
 IDLE = 600.0  # a read waits this long for the next frame
 ROUND = 1.0  # how often links are checked and opened
 REOPEN = 5.0  # a peer whose link failed to open is tried again after this
-CAPACITY_EVERY = 2.0  # seconds between capacity reports on each link
+CAPACITY_EVERY = 2.0  # seconds between looks at our capacity; a report goes out when ...
+CAPACITY_CHANGE = 0.1  # ... it moved a slice weight by more than this, or ...
+CAPACITY_KEEPALIVE = 20.0  # ... this long passed (coordinators forget reports after 60 s)
 SEND_TIMEOUT = 2.0  # a fragment stuck on a link is left to its gossip copy
 
 OnFragment = Callable[[str, QueryFragment], None]
@@ -69,16 +73,22 @@ class Links:
 
     async def serve(self, nursery: trio.Nursery) -> None:
         """Open links to the peers we hear from, and report our capacity on them."""
-        reported = float("-inf")
+        looked = reported_at = float("-inf")
+        reported: Capacity | None = None
         while True:
             for peer in self._wanted():
                 self._opening.add(peer)
                 nursery.start_soon(self._open, peer, nursery)
-            if trio.current_time() - reported >= CAPACITY_EVERY:
-                reported = trio.current_time()
-                payload = messages.encode(self.capacity_now())
-                for peer in list(self.up):
-                    nursery.start_soon(self._send_up_quietly, peer, payload)
+            now = trio.current_time()
+            if now - looked >= CAPACITY_EVERY:
+                looked, capacity = now, self.capacity_now()
+                if now - reported_at >= CAPACITY_KEEPALIVE or worth_reporting(
+                    capacity, reported, CAPACITY_CHANGE
+                ):
+                    reported, reported_at = capacity, now
+                    payload = messages.encode(capacity)
+                    for peer in list(self.up):
+                        nursery.start_soon(self._send_up_quietly, peer, payload)
             await trio.sleep(ROUND)
 
     def _wanted(self) -> list[str]:

@@ -9,8 +9,10 @@ an auto-connector that dials every known peer until it holds 50 connections).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import multiaddr
 import structlog
@@ -285,6 +287,26 @@ class Network:
                 yield GossipMessage(sender, bytes(msg.data))
 
 
+ADDRS_TTL_S = 5.0
+T = TypeVar("T")
+
+
+def _remembered(fn: Callable[[], list[T]], ttl: float) -> Callable[[], list[T]]:
+    """``fn`` called at most every ``ttl`` seconds (a copy of its list each time).
+    py-libp2p rebuilds the host's addresses (multiaddr parsing) for every pubsub RPC it
+    sends, to see whether its signed peer record is still current (3 % of the CPU a
+    received write cost a daemon, by py-spy)."""
+    last: list[tuple[float, list[T]]] = []
+
+    def call() -> list[T]:
+        now = time.monotonic()
+        if not last or now - last[0][0] > ttl:
+            last[:] = [(now, fn())]
+        return list(last[0][1])
+
+    return call
+
+
 @asynccontextmanager
 async def open_network(
     key_pair: KeyPair,
@@ -322,6 +344,7 @@ async def open_network(
         psk=psk,
         connection_config=connections,
     )
+    host.get_addrs = _remembered(host.get_addrs, ADDRS_TTL_S)  # type: ignore[method-assign]
     swarm = host.get_network()
     swarm.retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]  # we back off
     if connections_per_ip_per_second > 0:

@@ -322,12 +322,39 @@ async def pull_logged(node: Node, peer: str) -> PullResult | None:
     return result
 
 
+def next_anti_entropy_interval(current: float, changed: bool, base: float, ceiling: float) -> float:
+    """The wait before the next anti-entropy round: ``base`` after the database changed,
+    otherwise twice the last wait, up to ``ceiling`` (never below ``base``)."""
+    return base if changed else min(max(base, ceiling), current * 2)
+
+
 async def _anti_entropy(node: Node) -> None:
-    """Every interval (jittered), exchange vectors with one random connected peer, in
-    case gossip was lost: both sides then pull what the other has."""
+    """Exchange vectors with one random connected peer, in case gossip was lost: both
+    sides then pull what the other has. Every ``anti_entropy_interval`` (jittered) after
+    a change; while nothing changes the wait doubles up to ``anti_entropy_max_interval``,
+    so an idle cluster costs little and a lost change is still found within that bound."""
+    config = node.config
+    interval = config.anti_entropy_interval
     while True:
-        await trio.sleep(connmgr.jittered(node.config.anti_entropy_interval))
-        peers = [p for p in node.connected_peers() if node.config.trusts(p)]
+        changed = await _wait_round(node, connmgr.jittered(interval))
+        interval = next_anti_entropy_interval(
+            interval, changed, config.anti_entropy_interval, config.anti_entropy_max_interval
+        )
+        peers = [p for p in node.connected_peers() if config.trusts(p)]
         if peers:
             node.metrics.inc("anti_entropy_rounds")
             node.request_sync(random.choice(peers))
+
+
+async def _wait_round(node: Node, wait: float) -> bool:
+    """Sleep ``wait`` s, cut to ``anti_entropy_interval`` if the database changes
+    meanwhile; True if it changed."""
+    deadline, changed = trio.current_time() + wait, False
+    while trio.current_time() < deadline:
+        with trio.move_on_at(deadline):
+            await node.wait_changed()
+            if not changed:
+                changed = True
+                sooner = trio.current_time() + connmgr.jittered(node.config.anti_entropy_interval)
+                deadline = min(deadline, sooner)
+    return changed

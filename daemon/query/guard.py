@@ -23,7 +23,7 @@ from daemon.store.running import RUNNING, RunningQueries
 log = structlog.get_logger("query")
 
 INTERVAL = 0.02  # while queries run
-IDLE_INTERVAL = 0.25
+IDLE_INTERVAL = 60.0  # a wake-up now and then while idle (wait_busy is woken on a query)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _OWN_THREAD = trio.CapacityLimiter(1)  # not trio's shared pool of worker threads
 
@@ -66,10 +66,9 @@ async def serve(
 
     def watch() -> None:
         while not stop.is_set():
-            busy = len(RUNNING) > 0
-            if busy:
+            if RUNNING.wait_busy(stop, IDLE_INTERVAL):  # asleep, not polling, while no query runs
                 check_once(node)
-            stop.wait(INTERVAL if busy else IDLE_INTERVAL)
+                stop.wait(INTERVAL)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(trio.to_thread.run_sync, watch, limiter=_OWN_THREAD))
@@ -77,4 +76,5 @@ async def serve(
         try:
             await trio.sleep_forever()
         finally:
-            stop.set()  # the thread ends within IDLE_INTERVAL; the nursery waits for it
+            stop.set()
+            RUNNING.wake()  # the thread ends now; the nursery waits for it

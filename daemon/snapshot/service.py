@@ -43,6 +43,8 @@ WANT_BATCH = 32  # CIDs per request: 8 MiB of 256 KiB leaves
 PIPELINE = 3  # wants in flight per peer
 WRITE_CHUNK = 1 << 20
 SETTLE = 1.0  # seconds to let the other bootstrap peers connect after the first
+POLL_S = 0.1  # while the first peers connect
+MAX_ALONE_POLL_S = 2.0  # with no peer at all (a bootstrap starts at most this late)
 
 
 class BootstrapFailed(Exception):
@@ -509,6 +511,7 @@ async def bootstrap_on_start(node: Node) -> None:
     (``bootstrap_snapshot_wait`` after the first peer connects) runs out; then release
     delta sync."""
     first_seen: float | None = None
+    alone = POLL_S  # grows while no peer is connected, so a lone empty daemon stays idle
     try:
         while node.store.heads_snapshot() == {}:
             peers = [p for p in node.connected_peers() if node.config.trusts(p)]
@@ -518,8 +521,12 @@ async def bootstrap_on_start(node: Node) -> None:
             if first_seen is not None and now - first_seen > node.config.bootstrap_snapshot_wait:
                 log.warning("no snapshot loaded in time; catching up by delta sync")
                 return
-            if first_seen is None or _settling(node, peers, now - first_seen):
-                await trio.sleep(0.1)
+            if first_seen is None:
+                await trio.sleep(alone)
+                alone = min(MAX_ALONE_POLL_S, alone * 1.5)
+                continue
+            if _settling(node, peers, now - first_seen):
+                await trio.sleep(POLL_S)
                 continue
             try:
                 if await _try_bootstrap(node, peers):

@@ -34,14 +34,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from daemon.store.lazy import lazy_module
-
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from daemon.store.database import Store
-else:
-    pa = lazy_module("pyarrow")
 
 MIN_COMPACT_BYTES = 1 << 20  # a current segment smaller than this is not rotated
 
@@ -64,19 +58,17 @@ def remember(store: Store, vectors: Mapping[str, Mapping[str, int]], now: float)
     """Record that the peers in ``vectors`` announced these vectors at ``now`` (unix s)."""
     if not vectors:
         return
-    rows = pa.table({
-        "peer": list(vectors),
-        "vector": [json.dumps(dict(v), sort_keys=True) for v in vectors.values()],
-        "seen_at": [float(now)] * len(vectors),
-    })  # fmt: skip
+    params = {
+        "peers": list(vectors),
+        "vectors": [json.dumps(dict(v), sort_keys=True) for v in vectors.values()],
+        "now": float(now),
+    }
 
     def write(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.register("seen_peers", rows)
-        try:
-            cur.execute("DELETE FROM store.known_peers WHERE peer IN (SELECT peer FROM seen_peers)")
-            cur.execute("INSERT INTO store.known_peers SELECT * FROM seen_peers")
-        finally:
-            cur.unregister("seen_peers")
+        cur.execute("DELETE FROM store.known_peers WHERE list_contains($peers, peer)",
+                    {"peers": params["peers"]})  # fmt: skip
+        cur.execute("INSERT INTO store.known_peers "
+                    "SELECT unnest($peers), unnest($vectors), $now", params)  # fmt: skip
 
     store.transaction(write)
 
@@ -106,22 +98,19 @@ def floors(
 def prune(store: Store, upto: Mapping[str, int]) -> Pruned:
     """Drop the log entries of changesets at or below ``upto[origin]``."""
     done = Pruned()
-    wanted = pa.table({"origin": [o for o, s in upto.items() if s > 0],
-                       "seq": [s for s in upto.values() if s > 0]})  # fmt: skip
-    if not wanted.num_rows:
-        return done
+    floors = {origin: seq for origin, seq in upto.items() if seq > 0}
+    if not floors:
+        return done  # (nothing to drop: an idle daemon's pass touches neither DuckDB nor Arrow)
+    wanted = "(SELECT unnest($origins) AS origin, unnest($seqs) AS seq)"
+    params = {"origins": list(floors), "seqs": list(floors.values())}
 
     def delete(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.register("prune_upto", wanted)
-        try:
-            count, size = cur.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM store.changesets c "
-                "JOIN prune_upto u ON c.origin = u.origin AND c.seq <= u.seq"
-            ).fetchall()[0]
-            cur.execute("DELETE FROM store.changesets c USING prune_upto u "
-                        "WHERE c.origin = u.origin AND c.seq <= u.seq")  # fmt: skip
-        finally:
-            cur.unregister("prune_upto")
+        count, size = cur.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM store.changesets c "
+            f"JOIN {wanted} u ON c.origin = u.origin AND c.seq <= u.seq", params
+        ).fetchall()[0]
+        cur.execute(f"DELETE FROM store.changesets c USING {wanted} u "
+                    "WHERE c.origin = u.origin AND c.seq <= u.seq", params)  # fmt: skip
         done.changesets, done.block_bytes = int(count), int(size)
 
     store.transaction(delete)
@@ -177,20 +166,18 @@ def _move_out(store: Store, segment: int) -> int:
         return 0
     blocks = store.blocklog.read([(segment, pos, size) for _, _, pos, size in rows])
     places = store.blocklog.append(blocks)  # fsynced before the log points at them
-    moved = pa.table({
-        "origin": [r[0] for r in rows], "seq": [r[1] for r in rows],
-        "seg": pa.array([p[0] for p in places], pa.int32()), "pos": [p[1] for p in places],
-    })  # fmt: skip
+    params = {
+        "origins": [r[0] for r in rows], "seqs": [r[1] for r in rows],
+        "segs": [p[0] for p in places], "poss": [p[1] for p in places],
+    }  # fmt: skip
 
     def repoint(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.register("moved_blocks", moved)
-        try:
-            cur.execute(
-                "UPDATE store.changesets c SET seg = m.seg, pos = m.pos FROM moved_blocks m "
-                "WHERE c.origin = m.origin AND c.seq = m.seq"
-            )
-        finally:
-            cur.unregister("moved_blocks")
+        cur.execute(
+            "UPDATE store.changesets c SET seg = m.seg, pos = m.pos FROM (SELECT "
+            "unnest($origins) AS origin, unnest($seqs) AS seq, unnest($segs)::INTEGER AS seg, "
+            "unnest($poss) AS pos) m WHERE c.origin = m.origin AND c.seq = m.seq",
+            params,
+        )
 
     store.transaction(repoint)
     return sum(len(b) for b in blocks)

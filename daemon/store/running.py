@@ -34,7 +34,7 @@ class RunningQueries:
     """The cursors of the queries running now (thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._tickets: set[_Ticket] = set()
 
     def __len__(self) -> int:
@@ -50,6 +50,7 @@ class RunningQueries:
         timer = threading.Timer(timeout, ticket.stop, ("deadline",))
         with self._lock:
             self._tickets.add(ticket)
+            self._lock.notify_all()
         timer.start()
         try:
             yield cur
@@ -61,6 +62,18 @@ class RunningQueries:
             timer.cancel()
             with self._lock:
                 self._tickets.discard(ticket)
+
+    def wait_busy(self, stop: threading.Event, timeout: float | None = None) -> bool:
+        """Block until a query runs, ``stop`` is set (and :meth:`wake` called) or
+        ``timeout`` passes; True if a query runs."""
+        with self._lock:
+            self._lock.wait_for(lambda: bool(self._tickets) or stop.is_set(), timeout)
+            return bool(self._tickets)
+
+    def wake(self) -> None:
+        """Wake every :meth:`wait_busy`, to see its ``stop``."""
+        with self._lock:
+            self._lock.notify_all()
 
     def stop_all(self, reason: str) -> int:
         """Interrupt every running query; returns how many."""

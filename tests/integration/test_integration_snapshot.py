@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeKubo
+from kubokit import FakeKubo
 
 from daemon.demo import sample_results
 from daemon.localcluster import LocalCluster, LocalPeer, wait_until

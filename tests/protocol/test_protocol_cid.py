@@ -174,3 +174,14 @@ def test_parse_cid_of_mutated_valid_cid(data: bytes, draw: st.DataObject) -> Non
             cid.parse_cid(candidate)
         except RemoteProtocolError:
             pass
+
+
+@given(st.binary(max_size=2048))
+def test_hand_made_cids_are_the_ones_multiformats_makes(data: bytes) -> None:
+    from multiformats import multihash
+
+    raw = CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
+    cbor = CID("base32", 1, "dag-cbor", multihash.digest(data, "sha2-256"))
+    assert cid.block_cid(data) == str(raw)
+    assert cid._cidv1_base32(cid.DAG_CBOR, data) == str(cbor)
+    assert cid.parse_cid(cid.block_cid(data)) == raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.distq.capacity import CapacityModel, local_capacity, prior
+from daemon.distq.capacity import CapacityModel, local_capacity, prior, worth_reporting
 from protocol.messages import Capacity
 
 
@@ -111,3 +111,12 @@ def test_failures_halve_and_reports_expire() -> None:
     assert m.correction("a") == 0.5
     clock.now = 120.0  # the report is two minutes old
     assert m.prior("a") is None
+
+
+def test_a_report_goes_out_only_when_the_weight_moves() -> None:
+    idle = Capacity(cores=8, load=0.2)
+    assert worth_reporting(idle, None, 0.1)  # the first
+    assert not worth_reporting(Capacity(cores=8, load=0.25), idle, 0.1)  # load noise
+    assert worth_reporting(Capacity(cores=8, load=9.0), idle, 0.1)  # the host got busy
+    assert worth_reporting(Capacity(cores=4, load=0.2), idle, 0.1)  # fewer cores
+    assert worth_reporting(Capacity(cores=8, load=0.2, busy=2.0), idle, 0.1)  # busy slots

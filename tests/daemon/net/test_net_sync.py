@@ -30,3 +30,51 @@ async def test_blocks_before_a_refusal_are_still_handed_over() -> None:
         await sync._read_blocks(client, send, result)
     assert receive.receive_nowait() == [b"one", b"two"]
     assert result.received == 2
+
+
+def test_anti_entropy_backs_off_while_nothing_changes() -> None:
+    step = sync.next_anti_entropy_interval
+    waits, wait = [], 10.0
+    for _ in range(5):
+        wait = step(wait, False, 10.0, 60.0)
+        waits.append(wait)
+    assert waits == [20.0, 40.0, 60.0, 60.0, 60.0]  # bounded: a loss is found within 60 s
+    assert step(60.0, True, 10.0, 60.0) == 10.0  # a change: back to the base
+    assert step(10.0, False, 10.0, 5.0) == 10.0  # a ceiling below the base is the base
+
+
+class _Changes:
+    """What ``_wait_round`` needs of a node: its change event and the base interval."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.config = type("C", (), {"anti_entropy_interval": 10.0})()
+
+    async def wait_changed(self) -> None:
+        await self.event.wait()
+
+    def change(self) -> None:
+        self.event.set()
+        self.event = trio.Event()
+
+
+def test_a_change_cuts_a_long_anti_entropy_wait() -> None:
+    async def main() -> None:
+        quiet = _Changes()
+        start = trio.current_time()
+        assert not await sync._wait_round(quiet, 60.0)  # type: ignore[arg-type]
+        assert trio.current_time() - start == pytest.approx(60.0)
+
+        busy = _Changes()
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def write_at_5() -> None:
+                await trio.sleep(5.0)
+                busy.change()
+
+            nursery.start_soon(write_at_5)
+            assert await sync._wait_round(busy, 60.0)  # type: ignore[arg-type]
+        assert 5.0 + 8.0 <= trio.current_time() - start <= 5.0 + 12.0  # base ± 20 %
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

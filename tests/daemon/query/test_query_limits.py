@@ -160,3 +160,29 @@ async def test_full_pool_answers_busy_and_status_does_not_wait(tmp_path: Path) -
                     await trio.sleep(0.01)
         assert [e.code for e in errors] == ["resource_limit", "resource_limit"]
         await serves_on(node)
+
+
+def test_the_memory_guard_sleeps_until_a_query_runs(tmp_path: Path) -> None:
+    # The guard's thread must not poll while idle: it waits for the first query, and a
+    # stop wakes it at once.
+    import threading
+
+    from daemon.store.running import RunningQueries
+
+    running, stop, woke = RunningQueries(), threading.Event(), []
+    thread = threading.Thread(target=lambda: woke.append(running.wait_busy(stop, 30.0)))
+    thread.start()
+    store = Store(tmp_path / "d.duckdb")
+    try:
+        with running.guard(store.cursor(), 10.0):
+            thread.join(5.0)
+    finally:
+        store.close()
+    assert woke == [True]
+
+    thread = threading.Thread(target=lambda: woke.append(running.wait_busy(stop, 30.0)))
+    thread.start()
+    stop.set()
+    running.wake()
+    thread.join(5.0)
+    assert not thread.is_alive() and woke == [True, False]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FakeKubo
+from kubokit import FakeKubo
 
 from daemon.config import ConfigError, load_config
 from daemon.snapshot.ipfs import IpfsPushError, push_car

@@ -70,3 +70,21 @@ def test_lazy_module_imports_once_on_first_attribute() -> None:
     assert seen == [json.dumps] * 8
     assert mod.loads("[1]") == [1]
     assert "loaded" in repr(mod) and "not" not in repr(mod)
+
+
+def test_an_idle_pruning_pass_loads_neither(tmp_path: Path) -> None:
+    # The pruner runs every minute on every daemon: on an empty store, or with peers but
+    # nothing to drop, it must not pull in pyarrow (the idle daemon's RSS and CPU).
+    code = (
+        "import time\n"
+        "from daemon.store.database import Store\n"
+        "from daemon.store import history\n"
+        f"s = Store({str(tmp_path / 'd.duckdb')!r})\n"
+        "history.remember(s, {'peer-b': {'origin-a': 3}}, time.time())\n"
+        "peers = history.known(s, time.time(), 3600.0, 0.0)\n"
+        "assert peers == {'peer-b': {'origin-a': 3}}, peers\n"
+        "done = history.prune(s, history.floors(s.heads_snapshot(), peers))\n"
+        "history.compact(s, done, {}, 0.0)\n"
+        "s.close()"
+    )
+    assert loaded_after(code) == dict.fromkeys(HEAVY, False)
