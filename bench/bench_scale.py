@@ -242,8 +242,13 @@ def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             out["writes"] = writes(cluster, args)
         except ClientError as exc:
             out["writes"] = {"error": str(exc)}
-        statuses = cluster.statuses()
-        out["members_median"] = statistics.median(s.get("members", 0) for s in statuses)
+        try:
+            statuses = cluster.statuses()
+            out["members_median"] = statistics.median(s.get("members", 0) for s in statuses)
+        except ClientError as exc:  # a daemon died: say so, keep the other sizes' figures
+            out["members_median"] = None
+            out["error"] = str(exc)
+            print(f"N={n}: {exc}", flush=True)
     out["wall_s"] = round(time.monotonic() - started, 1)
     print(f"N={n}: done in {out['wall_s']} s; load {os.getloadavg()[0]:.2f}", flush=True)
     return out
