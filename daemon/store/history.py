@@ -107,7 +107,8 @@ def prune(store: Store, upto: Mapping[str, int]) -> Pruned:
     def delete(cur: duckdb.DuckDBPyConnection) -> None:
         count, size = cur.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM store.changesets c "
-            f"JOIN {wanted} u ON c.origin = u.origin AND c.seq <= u.seq", params
+            f"JOIN {wanted} u ON c.origin = u.origin AND c.seq <= u.seq",
+            params,
         ).fetchall()[0]
         cur.execute(f"DELETE FROM store.changesets c USING {wanted} u "
                     "WHERE c.origin = u.origin AND c.seq <= u.seq", params)  # fmt: skip
