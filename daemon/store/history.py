@@ -98,11 +98,11 @@ def floors(
 def prune(store: Store, upto: Mapping[str, int]) -> Pruned:
     """Drop the log entries of changesets at or below ``upto[origin]``."""
     done = Pruned()
-    floors = {origin: seq for origin, seq in upto.items() if seq > 0}
-    if not floors:
-        return done  # (nothing to drop: an idle daemon's pass touches neither DuckDB nor Arrow)
+    dropped = {origin: seq for origin, seq in upto.items() if seq > 0}
+    if not dropped:
+        return done  # an idle daemon's pass ends here, without a transaction
     wanted = "(SELECT unnest($origins) AS origin, unnest($seqs) AS seq)"
-    params = {"origins": list(floors), "seqs": list(floors.values())}
+    params = {"origins": list(dropped), "seqs": list(dropped.values())}
 
     def delete(cur: duckdb.DuckDBPyConnection) -> None:
         count, size = cur.execute(
