@@ -126,11 +126,28 @@ def load_note() -> dict[str, Any]:
     load = os.getloadavg()[0]
     if load > 0.7:
         print(f"note: 1-min load average is {load:.2f} before the run; figures may be skewed")
-    return {"loadavg_1m_at_start": round(load, 2)}
+    probe = cpu_probe_ms()
+    print(f"note: CPU probe {probe} ms (5M-step Python loop; lower is faster)")
+    return {"loadavg_1m_at_start": round(load, 2), "cpu_probe_ms": probe}
+
+
+def cpu_probe_ms(n: int = 5_000_000) -> float:
+    """Best of three runs of a fixed pure-Python loop, in ms: how fast this machine's
+    cores are today (shared VMs differ by 2x from day to day), to compare absolute
+    figures across runs."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def write_result(name: str, params: dict[str, Any], results: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` and return its path."""
+    """Write ``bench/results/<name>.json`` (or ``<name>.json`` for an absolute name)
+    and return its path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     doc = {
@@ -141,7 +158,8 @@ def write_result(name: str, params: dict[str, Any], results: dict[str, Any]) -> 
         "results": results,
     }
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"\nwrote {shown}")
     return path
 
 

@@ -37,6 +37,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from daemon.logs import adopt_libp2p_logger, count_subscription_drops
+from daemon.net.p2ptuning import remember_verified_records, tune_yamux
 from daemon.net.adapter import GossipMessage, NetworkError, StreamHandler, Validator
 from daemon.net.framed import StreamClosedError
 from daemon.ratelimit import RateLimiter
@@ -329,6 +330,8 @@ async def open_network(
     dials every peer it has an address of, is switched off. Inbound connections beyond
     ``connections_per_ip_per_second`` (bursts of 4 s worth; 0 = unlimited) from one
     address are refused before the handshake, and ``on_refused()`` is called."""
+    tune_yamux()
+    remember_verified_records()
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519().private_key)
     connections = ConnectionConfig(
         max_connections=max_connections,

@@ -1,0 +1,98 @@
+"""py-libp2p per-message savings: a signed peer record already verified is not verified
+again (until the recheck time), and Yamux releases its window in halves."""
+
+from __future__ import annotations
+
+import os
+
+from daemon.net import p2ptuning
+from daemon.net.p2ptuning import VerifiedRecords
+
+
+class _Rpc:
+    def __init__(self, record: bytes | None) -> None:
+        self.senderRecord = record
+
+    def HasField(self, name: str) -> bool:  # noqa: N802  (protobuf's name)
+        return name == "senderRecord" and self.senderRecord is not None
+
+
+class _Peer:
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+
+class _Consume:
+    def __init__(self, answer: bool = True) -> None:
+        self.calls = 0
+        self.answer = answer
+
+    def __call__(self, msg: object, host: object, peer: object) -> bool:
+        self.calls += 1
+        return self.answer
+
+
+def test_a_record_already_verified_is_not_verified_again() -> None:
+    consume, now = _Consume(), [100.0]
+    records = VerifiedRecords(consume, recheck_s=600, clock=lambda: now[0])
+    alice = _Peer(b"alice")
+    assert records(_Rpc(b"rec1"), None, alice)
+    assert records(_Rpc(b"rec1"), None, alice)
+    assert consume.calls == 1 and records.skipped == 1
+    assert records(_Rpc(b"rec2"), None, alice)  # a new record of the same peer
+    assert consume.calls == 2
+    assert records(_Rpc(b"rec1"), None, _Peer(b"bob"))  # same bytes, another peer
+    assert consume.calls == 3
+    now[0] += 601  # after the recheck time it is verified again
+    assert records(_Rpc(b"rec1"), None, alice)
+    assert consume.calls == 4
+
+
+def test_a_refused_record_is_checked_every_time() -> None:
+    consume = _Consume(answer=False)
+    records = VerifiedRecords(consume)
+    for _ in range(3):
+        assert not records(_Rpc(b"forged"), None, _Peer(b"mallory"))
+    assert consume.calls == 3 and records.skipped == 0
+
+
+def test_an_rpc_without_a_record_is_accepted_unchecked() -> None:
+    consume = _Consume()
+    assert VerifiedRecords(consume)(_Rpc(None), None, _Peer(b"x"))
+    assert consume.calls == 0
+
+
+def test_remembered_records_are_bounded(monkeypatch: object) -> None:
+    consume = _Consume()
+    records = VerifiedRecords(consume)
+    p2ptuning_max = p2ptuning.MAX_REMEMBERED
+    for i in range(p2ptuning_max + 10):
+        records(_Rpc(b"r"), None, _Peer(str(i).encode()))
+    assert len(records._seen) == p2ptuning_max
+
+
+def test_installed_where_pubsub_calls_it() -> None:
+    from libp2p.pubsub import gossipsub, pubsub
+
+    installed = p2ptuning.remember_verified_records()
+    assert p2ptuning.remember_verified_records() is installed
+    assert pubsub.maybe_consume_signed_record is installed
+    assert gossipsub.maybe_consume_signed_record is installed
+
+
+def test_yamux_tuning_keeps_an_operators_setting(monkeypatch: object) -> None:
+    import pytest
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
+        p2ptuning.tune_yamux()
+        assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+        mp.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
+        p2ptuning.tune_yamux()
+        assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
+    finally:
+        mp.undo()

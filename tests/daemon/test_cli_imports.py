@@ -1,0 +1,32 @@
+"""The daemon's import hooks: deferred modules load on first use, pandas never."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+from daemon.cli import _Deferred, _NoPandas
+assert "fractions" not in sys.modules
+sys.meta_path.insert(0, _Deferred(frozenset({"fractions"})))
+import fractions                      # found, not executed
+import fractions as again             # a second import reads __spec__ only
+kind = type(sys.modules["fractions"])
+assert kind.__name__ == "_LazyModule", kind
+assert str(fractions.Fraction(1, 2)) == "1/2"  # first use executes it
+assert type(sys.modules["fractions"]) is type(sys)
+sys.meta_path.insert(0, _NoPandas())
+try:
+    import pandas
+except ModuleNotFoundError:
+    print("ok")
+"""
+
+
+def test_deferred_module_loads_on_first_use_and_pandas_is_refused() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
