@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import types
 import os
 import sys
+import types
 from pathlib import Path
 
 from peerctl.usage import VersionAction

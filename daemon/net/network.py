@@ -37,9 +37,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from daemon.logs import adopt_libp2p_logger, count_subscription_drops
-from daemon.net.p2ptuning import remember_verified_records, tune_yamux
 from daemon.net.adapter import GossipMessage, NetworkError, StreamHandler, Validator
 from daemon.net.framed import StreamClosedError
+from daemon.net.p2ptuning import remember_verified_records, tune_yamux
 from daemon.ratelimit import RateLimiter
 
 log = structlog.get_logger("network")

@@ -13,7 +13,7 @@ class _Rpc:
     def __init__(self, record: bytes | None) -> None:
         self.senderRecord = record
 
-    def HasField(self, name: str) -> bool:  # noqa: N802  (protobuf's name)
+    def HasField(self, name: str) -> bool:
         return name == "senderRecord" and self.senderRecord is not None
 
 
