@@ -37,12 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _NoPandas:
-    """An import finder that makes ``import pandas`` fail as if it were not installed."""
+class _Absent:
+    """An import finder that makes the named packages fail to import, as if they were
+    not installed."""
+
+    def __init__(self, names: frozenset[str], why: str) -> None:
+        self.names, self.why = names, why
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("the daemon does not use pandas", name=name)
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(self.why, name=name)
 
 
 class _Deferred:
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     # pyarrow imports pandas, when installed, on its first conversion (40 MB and most of
     # a second); the daemon never hands Arrow to pandas (Client.query_df does, elsewhere).
-    sys.meta_path.insert(0, _NoPandas())
+    sys.meta_path.insert(0, _Absent(frozenset({"pandas"}), "the daemon does not use pandas"))
     sys.meta_path.insert(0, _Deferred(DEFERRED_IMPORTS))
     if args.command == "demo":
         from daemon.demo import run_demo
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # structlog imports rich, when installed, for its console renderer (5.7 MB of RSS and
+    # 0.13 s of start-up); the daemon logs JSON. (The demo and peerctl use rich.)
+    sys.meta_path.insert(0, _Absent(frozenset({"rich"}), "the daemon does not use rich"))
     import trio
 
     from daemon.app import run_daemon

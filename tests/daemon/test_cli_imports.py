@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import sys
-from daemon.cli import _Deferred, _NoPandas
+from daemon.cli import _Absent, _Deferred
 assert "fractions" not in sys.modules
 sys.meta_path.insert(0, _Deferred(frozenset({"fractions"})))
 import fractions                      # found, not executed
@@ -16,7 +16,7 @@ kind = type(sys.modules["fractions"])
 assert kind.__name__ == "_LazyModule", kind
 assert str(fractions.Fraction(1, 2)) == "1/2"  # first use executes it
 assert type(sys.modules["fractions"]) is type(sys)
-sys.meta_path.insert(0, _NoPandas())
+sys.meta_path.insert(0, _Absent(frozenset({"pandas"}), "no"))
 try:
     import pandas
 except ModuleNotFoundError:
