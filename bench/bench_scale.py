@@ -46,6 +46,7 @@ DEFAULT_TIMERS = {
     "DUCKPEER_ANNOUNCE_INTERVAL": "3.0",
     "DUCKPEER_ANNOUNCE_CLUSTER_RATE": "0.1",
     "DUCKPEER_ANTI_ENTROPY_INTERVAL": "10.0",
+    "DUCKPEER_ANTI_ENTROPY_MAX_INTERVAL": "60.0",  # LocalCluster's FAST_TIMERS set 6 s
 }
 TICKS = os.sysconf("SC_CLK_TCK")
 START_WAVE = 10  # daemons started at once (50 at once did not answer within 30 s)

@@ -195,13 +195,29 @@ class Monitor:
 
 async def count_conflicts(node: Node) -> int:
     """Keys with open conflicts (several heads kept under the ``manual`` strategy)."""
-    try:
-        return await node.read(lambda store: store.open_conflict_count())
-    except duckdb.Error as exc:
-        node.metrics.inc("monitor_errors")
-        log.warning("cannot count open conflicts", error=str(exc))
-        return 0
-    return 0
+    return await ConflictCounter()(node)
+
+
+class ConflictCounter:
+    """Open conflicts, counted again only when the database CID has changed: the count is
+    a function of the changesets the CID covers, so an idle sampler reads nothing."""
+
+    def __init__(self) -> None:
+        self._cid: str | None = None
+        self._count = 0
+
+    async def __call__(self, node: Node) -> int:
+        cid = node.store.db_cid()
+        if cid == self._cid:
+            return self._count
+        try:
+            self._count = await node.read(lambda store: store.open_conflict_count())
+        except duckdb.Error as exc:
+            node.metrics.inc("monitor_errors")
+            log.warning("cannot count open conflicts", error=str(exc))
+            return self._count
+        self._cid = cid
+        return self._count
 
 
 async def serve(
@@ -240,8 +256,9 @@ async def serve(
 
 async def _sample_forever(monitor: Monitor, history: _History | None) -> None:
     node = monitor.node
+    conflicts = ConflictCounter()
     while True:
-        monitor.sample(time.time(), await count_conflicts(node))
+        monitor.sample(time.time(), await conflicts(node))
         if history is not None and time.time() - history.flushed >= monitor.config.persist_interval:
             await _flush(node, history)
         await trio.sleep(monitor.config.sample_interval)

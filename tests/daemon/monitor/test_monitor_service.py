@@ -306,3 +306,23 @@ async def test_conflicts_open_counts_keys_with_several_heads(node: Node, tmp_pat
     exchange([a, b])
     other.close()
     assert await count_conflicts(node) == 1
+
+
+async def test_conflict_count_is_read_again_only_after_a_change(node: Node) -> None:
+    from daemon.monitor.service import ConflictCounter
+
+    reads = []
+    real = node.read
+
+    async def counting(fn: object) -> object:
+        reads.append(fn)
+        return await real(fn)  # type: ignore[arg-type]
+
+    node.read = counting  # type: ignore[method-assign]
+    counter = ConflictCounter()
+    assert await counter(node) == 0
+    assert await counter(node) == 0
+    assert len(reads) == 1  # same CID: not read again
+    await node.commit_local(lambda store: [])  # any change moves the CID
+    await counter(node)
+    assert len(reads) == 2
