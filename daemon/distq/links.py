@@ -34,7 +34,8 @@ log = structlog.get_logger("distq")
 PROTOCOL = "/duckpeer/query/1"
 FRAME_OVERHEAD = 4096
 IDLE = 600.0  # a read waits this long for the next frame
-ROUND = 1.0  # how often links are checked and opened
+ROUND = 1.0  # how often links are checked and opened while some are missing
+QUIET_ROUND = 4.0  # ... and while every link is up (an idle daemon wakes less)
 REOPEN = 5.0  # a peer whose link failed to open is tried again after this
 CAPACITY_EVERY = 2.0  # seconds between looks at our capacity; a report goes out when ...
 CAPACITY_CHANGE = 0.1  # ... it moved a slice weight by more than this, or ...
@@ -76,7 +77,8 @@ class Links:
         looked = reported_at = float("-inf")
         reported: Capacity | None = None
         while True:
-            for peer in self._wanted():
+            wanted = self._wanted()
+            for peer in wanted:
                 self._opening.add(peer)
                 nursery.start_soon(self._open, peer, nursery)
             now = trio.current_time()
@@ -89,7 +91,7 @@ class Links:
                     payload = messages.encode(capacity)
                     for peer in list(self.up):
                         nursery.start_soon(self._send_up_quietly, peer, payload)
-            await trio.sleep(ROUND)
+            await trio.sleep(ROUND if wanted or self._opening else QUIET_ROUND)
 
     def _wanted(self) -> list[str]:
         node, now = self.node, trio.current_time()

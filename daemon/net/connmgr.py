@@ -36,6 +36,7 @@ from daemon.node import Node
 log = structlog.get_logger("connmgr")
 
 TICK_S = 1.0
+QUIET_TICK_S = 4.0  # the longest wait between ticks while nothing changes
 EXPIRE_S = 5.0
 GRACE_S = 30.0
 TRIM_IDLE_S = 5.0  # a connection with no new stream this long can be trimmed
@@ -66,12 +67,14 @@ class ConnectionManager:
 
     # -- the tick --------------------------------------------------------------------------
 
-    async def tick(self, nursery: trio.Nursery) -> None:
-        """One round: notice link changes, expire members, dial or trim."""
+    async def tick(self, nursery: trio.Nursery) -> bool:
+        """One round: notice link changes, expire members, dial or trim. True if links
+        changed or the round dialed, trimmed or closed any."""
         network = self.node.network
         assert network is not None
         connected = set(network.connected_peers())
         t = membership.now()
+        acted = connected != set(self.since) or bool(self.dialing)
         for peer in set(self.since) - connected:
             self._dropped(peer, nursery)
         for peer in connected - set(self.since):
@@ -85,14 +88,17 @@ class ConnectionManager:
         for peer in connected & set(self.node.banned):
             await self._close(peer, "banned")
             connected.discard(peer)
+            acted = True
         target, ceiling = self.node.config.connections_target, self.node.config.connections_max
         if len(connected) < target:
-            self._dial_some(target - len(connected), connected, nursery, not connected)
+            acted |= self._dial_some(target - len(connected), connected, nursery, not connected) > 0
         elif len(connected) > ceiling:
             await self._trim(connected, len(connected) - ceiling)
+            acted = True
         elif t >= self.next_shuffle:
             self.next_shuffle = t + jittered(SHUFFLE_S)
-            self._dial_some(1, connected, nursery, include_departed=True)
+            acted |= self._dial_some(1, connected, nursery, include_departed=True) > 0
+        return acted
 
     def _dropped(self, peer: str, nursery: trio.Nursery) -> None:
         del self.since[peer]
@@ -148,12 +154,14 @@ class ConnectionManager:
         connected: set[str],
         nursery: trio.Nursery,
         include_departed: bool = False,
-    ) -> None:
+    ) -> int:
         room = min(wanted, MAX_DIALS - len(self.dialing))
         pool = self.candidates(connected, include_departed)
-        for peer in random.sample(pool, min(room, len(pool))) if room > 0 else []:
+        chosen = random.sample(pool, min(room, len(pool))) if room > 0 else []
+        for peer in chosen:
             self.dialing.add(peer)
             nursery.start_soon(self._dial_task, peer)
+        return len(chosen)
 
     async def _dial_task(self, peer: str) -> None:
         try:
@@ -242,10 +250,12 @@ async def reach(node: Node, peer: str) -> bool:
 async def serve(
     node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Tick forever (every :data:`TICK_S`, jittered)."""
+    """Tick forever: every :data:`TICK_S` (jittered) while links change, the wait
+    doubling up to :data:`QUIET_TICK_S` while nothing does (an idle daemon wakes less)."""
     mgr = manager(node)
     task_status.started()
+    wait = TICK_S
     async with trio.open_nursery() as nursery:
         while True:
-            await mgr.tick(nursery)
-            await trio.sleep(jittered(TICK_S))
+            wait = TICK_S if await mgr.tick(nursery) else min(wait * 2, QUIET_TICK_S)
+            await trio.sleep(jittered(wait))

@@ -45,6 +45,8 @@ WRITE_CHUNK = 1 << 20
 SETTLE = 1.0  # seconds to let the other bootstrap peers connect after the first
 POLL_S = 0.1  # while the first peers connect
 MAX_ALONE_POLL_S = 2.0  # with no peer at all (a bootstrap starts at most this late)
+HELD_POLL_S = 30.0  # a store with rows checks for refused delta syncs this seldom
+MAX_REFUSAL_POLL_S = 8.0  # an empty one at least this often
 
 
 class BootstrapFailed(Exception):
@@ -488,13 +490,17 @@ async def _bootstrap_when_history_is_missing(node: Node) -> None:
     """An empty store whose delta sync was refused for missing history (the peer pruned
     it, or was bootstrapped itself) can only catch up from a snapshot: fetch one."""
     refused = node.metrics.get("sync_snapshot_required")
+    wait = 1.0
     while True:
-        await trio.sleep(1.0)
+        # Only an empty store acts on a refusal, which comes soon after it starts pulling:
+        # it looks every second at first, then ever less often (an idle daemon wakes less).
+        await trio.sleep(HELD_POLL_S if node.store.heads_snapshot() else wait)
+        wait = min(wait * 2, MAX_REFUSAL_POLL_S)
         now = node.metrics.get("sync_snapshot_required")
         if now == refused or node.store.heads_snapshot() or not node.config.bootstrap_snapshot:
             refused = now
             continue
-        refused = now
+        refused, wait = now, 1.0
         peers = [p for p in node.connected_peers() if node.config.trusts(p)]
         log.info("delta sync refused for missing history: bootstrapping from a snapshot")
         node.sync_held = True
