@@ -247,9 +247,20 @@ async def _stream(sock: trio.SocketStream, request_id: int, stream: ControlStrea
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(caller_left, nursery.cancel_scope)
-            async for item in stream.items:
-                await _send(sock, ControlResponse(request_id, item, more=True))
-            await _send(sock, ControlResponse(request_id, None))
+            # Caught here, in the nursery's body: escaping it, the error would leave
+            # wrapped in an exception group that no handler of the connection expects,
+            # and a caller hanging up mid-send would stop the daemon.
+            try:
+                async for item in stream.items:
+                    await _send(sock, ControlResponse(request_id, item, more=True))
+                await _send(sock, ControlResponse(request_id, None))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.info("control stream ended: the caller hung up")
+            except Exception as exc:  # the stream's source failed: say so, end the stream
+                log.exception("control stream failed")
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await _send(sock, ControlResponse(request_id, None, "internal",
+                                                      f"{type(exc).__name__}: {exc}"))  # fmt: skip
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

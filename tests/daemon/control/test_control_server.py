@@ -432,3 +432,58 @@ async def test_budget_is_released_after_each_request(sock_dir: Path) -> None:
 
     async with limited(path, limits):
         assert await trio.to_thread.run_sync(many) == ["x"] * 5  # 3 MB through 1 MiB of room
+
+
+def _streaming(fail_after: int | None = None) -> Any:
+    """A ``watch``-like method: an endless stream of items (or one that fails)."""
+    from protocol.control import ControlStream
+
+    closed: list[bool] = []
+
+    async def items() -> AsyncIterator[dict[str, int]]:
+        n = 0
+        while True:
+            if fail_after is not None and n == fail_after:
+                raise RuntimeError("source broke")
+            yield {"n": n, "pad": "x" * 4096}
+            n += 1
+            await trio.sleep(0)
+
+    async def method(params: dict[str, Any]) -> Any:
+        return ControlStream(items(), lambda: closed.append(True))
+
+    return method, closed
+
+
+async def test_caller_hanging_up_mid_stream_does_not_stop_the_server(sock_dir: Path) -> None:
+    # Found at 50 daemons: a watcher that went away while items were being sent raised
+    # BrokenResourceError inside the stream's nursery, and the daemon exited.
+    path = sock_dir / "s.sock"
+    method, closed = _streaming()
+    async with running(path, {**HANDLERS, "stream": method}):
+        for _ in range(5):
+            stream = await trio.open_unix_socket(str(path))
+            frame = codec.pack({"v": 1, "id": 1, "m": "stream", "p": {}})
+            await stream.send_all(encode_frame(frame, MAX_CONTROL_FRAME))
+            await stream.receive_some(1024)  # items are flowing
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            await stream.aclose()  # a reset, while the server is sending
+        with trio.fail_after(10):
+            while len(closed) < 5:
+                await trio.sleep(0.01)
+        assert await acall(path, "echo", after=1) == {"echo": {"after": 1}}
+
+
+async def test_stream_whose_source_fails_ends_with_internal_and_server_survives(
+    sock_dir: Path,
+) -> None:
+    path = sock_dir / "f.sock"
+    method, closed = _streaming(fail_after=2)
+    async with running(path, {**HANDLERS, "stream": method}):
+        frame = codec.pack({"v": 1, "id": 1, "m": "stream", "p": {}})
+        responses = await raw_exchange(path, encode_frame(frame, MAX_CONTROL_FRAME))
+        assert [r.more for r in responses] == [True, True, False]
+        assert responses[-1].error_code == "internal"
+        assert "source broke" in (responses[-1].error or "")
+        assert closed == [True]
+        assert await acall(path, "echo", after=2) == {"echo": {"after": 2}}
