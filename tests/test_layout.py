@@ -9,7 +9,8 @@ and those below it, never from a higher one):
     1 daemon.store
     2 daemon.metrics, daemon.config, daemon.configcheck, daemon.ratelimit, daemon.logs,
       daemon.sdnotify,
-      daemon.net.network, daemon.net.framed, daemon.net.adapter   (the foundation the
+      daemon.net.network, daemon.net.framed, daemon.net.adapter,
+      daemon.net.p2ptuning   (the foundation the
       node stands on; the adapter is the network interface the node holds)
     3 daemon.node
     4 daemon.net
@@ -37,6 +38,7 @@ LAYERS: list[tuple[str, int]] = [  # most specific prefix first
     ("daemon.net.network", 2),
     ("daemon.net.framed", 2),
     ("daemon.net.adapter", 2),
+    ("daemon.net.p2ptuning", 2),  # the network adapter's py-libp2p tuning
     ("daemon.metrics", 2),
     ("daemon.config", 2),
     ("daemon.configcheck", 2),  # config.py merges the sources, configcheck.py checks them
