@@ -193,14 +193,10 @@ class Monitor:
         return point[1] if point else None
 
 
-async def count_conflicts(node: Node) -> int:
-    """Keys with open conflicts (several heads kept under the ``manual`` strategy)."""
-    return await ConflictCounter()(node)
-
-
 class ConflictCounter:
-    """Open conflicts, counted again only when the database CID has changed: the count is
-    a function of the changesets the CID covers, so an idle sampler reads nothing."""
+    """Keys with open conflicts (several heads kept under the ``manual`` strategy),
+    counted again only when the database CID has changed: the count is a function of the
+    changesets the CID covers, so an idle sampler reads nothing."""
 
     def __init__(self) -> None:
         self._cid: str | None = None

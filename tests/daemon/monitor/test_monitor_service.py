@@ -293,9 +293,10 @@ async def test_unusable_history_file_leaves_the_monitor_in_memory(tmp_path: Path
 async def test_conflicts_open_counts_keys_with_several_heads(node: Node, tmp_path: Path) -> None:
     from conflictkit import exchange, insert_model, update, with_strategy
 
-    from daemon.monitor.service import count_conflicts
+    from daemon.monitor.service import ConflictCounter
     from protocol.conflicts import Strategy
 
+    count_conflicts = ConflictCounter()
     assert await count_conflicts(node) == 0
     other = Store(tmp_path / "other.duckdb")
     a, b = with_strategy(node.store, Strategy.MANUAL), with_strategy(other, Strategy.MANUAL)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from daemon.net import p2ptuning
 from daemon.net.p2ptuning import VerifiedRecords
 
@@ -65,13 +67,11 @@ def test_an_rpc_without_a_record_is_accepted_unchecked() -> None:
     assert consume.calls == 0
 
 
-def test_remembered_records_are_bounded(monkeypatch: object) -> None:
-    consume = _Consume()
-    records = VerifiedRecords(consume)
-    p2ptuning_max = p2ptuning.MAX_REMEMBERED
-    for i in range(p2ptuning_max + 10):
+def test_remembered_records_are_bounded() -> None:
+    records = VerifiedRecords(_Consume())
+    for i in range(p2ptuning.MAX_REMEMBERED + 10):
         records(_Rpc(b"r"), None, _Peer(str(i).encode()))
-    assert len(records._seen) == p2ptuning_max
+    assert len(records._seen) == p2ptuning.MAX_REMEMBERED
 
 
 def test_installed_where_pubsub_calls_it() -> None:
@@ -83,16 +83,10 @@ def test_installed_where_pubsub_calls_it() -> None:
     assert gossipsub.maybe_consume_signed_record is installed
 
 
-def test_yamux_tuning_keeps_an_operators_setting(monkeypatch: object) -> None:
-    import pytest
-
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
-        p2ptuning.tune_yamux()
-        assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
-        mp.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
-        p2ptuning.tune_yamux()
-        assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
-    finally:
-        mp.undo()
+def test_yamux_tuning_keeps_an_operators_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
+    p2ptuning.tune_yamux()
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+    monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
+    p2ptuning.tune_yamux()
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
