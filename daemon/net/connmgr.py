@@ -63,9 +63,14 @@ class ConnectionManager:
         self.avoid: dict[str, float] = {}  # peer -> until
         self.dialing: set[str] = set()
         self.next_shuffle = membership.now() + jittered(SHUFFLE_S)
+        self.poked = trio.Event()
         self.next_expire = membership.now()
 
     # -- the tick --------------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Tick now instead of after the current wait (a peer was banned)."""
+        self.poked.set()
 
     async def tick(self, nursery: trio.Nursery) -> bool:
         """One round: notice link changes, expire members, dial or trim. True if links
@@ -258,4 +263,6 @@ async def serve(
     async with trio.open_nursery() as nursery:
         while True:
             wait = TICK_S if await mgr.tick(nursery) else min(wait * 2, QUIET_TICK_S)
-            await trio.sleep(jittered(wait))
+            with trio.move_on_after(jittered(wait)):
+                await mgr.poked.wait()  # a ban, say, is acted on at once
+            mgr.poked = trio.Event()

@@ -104,6 +104,8 @@ class GossipCheck:
         node.banned[sender] = trio.current_time() + node.config.gossip_ban_seconds
         self.junk.pop(sender, None)
         node.metrics.inc("gossip_banned_peers")
+        if node.connections is not None:  # its links are closed on the next tick: now
+            node.connections.poke()
         log.warning(
             "peer banned for junk gossip",
             peer=sender,
