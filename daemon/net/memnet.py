@@ -333,6 +333,8 @@ class MemNetwork:
             raise NetworkError(f"dial {maddr} timed out")
         if peer in self.connections:
             return peer
+        if self.peer_id in target.banned:  # it closes the link right after the handshake
+            raise NetworkError(f"dial {maddr} refused: the peer has banned us")
         if len(target.connections) >= self.fabric.max_connections:
             raise NetworkError(f"dial {maddr} refused: the peer is at its connection limit")
         link = _Connection()

@@ -153,6 +153,7 @@ class Network:
         self._discovered_send, self.discovered = trio.open_memory_channel[list[str]](64)
         self._addrs: tuple[float, list[str]] = (float("-inf"), [])
         self._last_stream: dict[str, float] = {}
+        self.banned: set[str] = set()
 
     def _on_discovered(self, token: trio.lowlevel.TrioToken, info: object) -> None:
         """mDNS callback, called from zeroconf's thread: hand the addresses to trio."""
@@ -263,7 +264,9 @@ class Network:
         self._pubsub.set_topic_validator(self.topic, check, False)
 
     def ban(self, peer_id: str) -> None:
-        """Drop the peer's gossip (as sender or relay) and close its connections."""
+        """Drop the peer's gossip (as sender or relay); a connection it opens again is
+        closed as soon as it is up (see :class:`BannedPeerCloser`)."""
+        self.banned.add(peer_id)
         try:
             self._pubsub.add_to_blacklist(ID.from_base58(peer_id))
         except ValueError:
@@ -271,6 +274,7 @@ class Network:
 
     def unban(self, peer_id: str) -> None:
         """Accept the peer's gossip again."""
+        self.banned.discard(peer_id)
         try:
             self._pubsub.remove_from_blacklist(ID.from_base58(peer_id))
         except ValueError:
@@ -290,6 +294,37 @@ class Network:
 
 ADDRS_TTL_S = 5.0
 T = TypeVar("T")
+
+
+class BannedPeerCloser:
+    """A swarm notifee that closes a banned peer's new connection once it is up.
+
+    The connection gate only sees addresses, so a banned peer could relink at once
+    and hold the link until the connection manager's next tick (up to seconds)."""
+
+    def __init__(self, network: Network) -> None:
+        self._network = network
+
+    async def connected(self, _swarm: object, conn: object) -> None:
+        peer = str(conn.muxed_conn.peer_id)  # type: ignore[attr-defined]
+        if peer in self._network.banned:
+            log.info("connection from a banned peer closed", peer=peer)
+            await conn.close()  # type: ignore[attr-defined]
+
+    async def opened_stream(self, _swarm: object, _stream: object) -> None:
+        return None
+
+    async def closed_stream(self, _swarm: object, _stream: object) -> None:
+        return None
+
+    async def disconnected(self, _swarm: object, _conn: object) -> None:
+        return None
+
+    async def listen(self, _swarm: object, _addr: object) -> None:
+        return None
+
+    async def listen_close(self, _swarm: object, _addr: object) -> None:
+        return None
 
 
 def _remembered(fn: Callable[[], list[T]], ttl: float) -> Callable[[], list[T]]:
@@ -376,6 +411,7 @@ async def open_network(
             await pubsub.wait_until_ready()
             subscription = await pubsub.subscribe(topic)
             network = Network(host, pubsub, topic, subscription)
+            swarm.register_notifee(BannedPeerCloser(network))  # type: ignore[attr-defined]
             token = trio.lowlevel.current_trio_token()
 
             def handler(info: object) -> None:
