@@ -53,8 +53,10 @@ class _Deferred:
     """An import finder that loads the modules named in ``names`` only when first used.
 
     py-libp2p imports httpx and requests at start for its AutoTLS ACME client, which
-    the daemon never enables: 14 MB of RSS and ~0.3 s of start-up (measured). A
-    deferred module is executed on its first attribute access, so a real use still works.
+    the daemon never enables: 14 MB of RSS and ~0.3 s of start-up (measured); aioquic,
+    for the QUIC transport it does not enable either, imports service_identity and with
+    it pyOpenSSL (~1 MB). A deferred module is executed on its first attribute access,
+    so a real use still works.
     """
 
     def __init__(self, names: frozenset[str]) -> None:
@@ -89,7 +91,7 @@ class _LazyLoader(importlib.util.LazyLoader):
         module.__class__ = _LazyModule
 
 
-DEFERRED_IMPORTS = frozenset({"httpx", "requests"})
+DEFERRED_IMPORTS = frozenset({"httpx", "requests", "service_identity"})
 
 
 def main(argv: list[str] | None = None) -> int:

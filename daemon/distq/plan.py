@@ -15,23 +15,29 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
+from daemon.query.lazysqlglot import exp, sqlglot
 
 FACT_TABLE = "performance_results"
 FACT_KEY = "result_id"
 PARTIALS = "_partials"
-_SPLITTABLE_AGGS = (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)
-_REFUSED_NODES: tuple[tuple[type[exp.Expression], str], ...] = (
-    (exp.Window, "window functions"),
-    (exp.Filter, "aggregate FILTER clauses"),
-    (exp.Lateral, "LATERAL"),
-    (exp.Unnest, "UNNEST"),
-    (exp.Pivot, "PIVOT"),
-    (exp.TableSample, "SAMPLE"),
-)
 _DIALECT = "duckdb"
+
+
+@functools.cache
+def _splittable_aggs() -> tuple[type[exp.AggFunc], ...]:
+    return (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)
+
+
+@functools.cache
+def _refused_nodes() -> tuple[tuple[type[exp.Expression], str], ...]:
+    return (
+        (exp.Window, "window functions"),
+        (exp.Filter, "aggregate FILTER clauses"),
+        (exp.Lateral, "LATERAL"),
+        (exp.Unnest, "UNNEST"),
+        (exp.Pivot, "PIVOT"),
+        (exp.TableSample, "SAMPLE"),
+    )
 
 
 class NotSplittable(Exception):
@@ -53,7 +59,7 @@ def plan_query(sql: str) -> Plan:
     """Split ``sql`` into map and reduce, or say why it must run on one node."""
     try:
         statements = [s for s in sqlglot.parse(sql, read=_DIALECT) if s is not None]
-    except (SqlglotError, RecursionError) as exc:
+    except (sqlglot.errors.SqlglotError, RecursionError) as exc:
         return Plan(False, f"cannot parse query: {str(exc).splitlines()[0]}")
     if len(statements) != 1:
         return Plan(False, "exactly one statement is split")
@@ -82,7 +88,7 @@ def _check_shape(query: exp.Expression) -> exp.Select:
     distinct = query.args.get("distinct")
     if isinstance(distinct, exp.Distinct) and distinct.args.get("on"):
         raise NotSplittable("DISTINCT ON runs on one node")
-    for kind, what in _REFUSED_NODES:
+    for kind, what in _refused_nodes():
         if query.find(kind):
             raise NotSplittable(f"{what} run on one node")
     if any(s is not query for s in query.find_all(exp.Select)) or query.find(exp.Subquery):
@@ -233,7 +239,7 @@ class _AggregateSplit:
         return _col(self._partials[key])
 
     def _reduce_agg(self, agg: exp.AggFunc) -> exp.Expression:
-        if not isinstance(agg, _SPLITTABLE_AGGS):
+        if not isinstance(agg, _splittable_aggs()):
             raise NotSplittable(f"aggregate {agg.sql_name()} cannot be split exactly")
         arg = agg.this
         if isinstance(arg, exp.Distinct):

@@ -26,10 +26,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-import sqlglot
-from sqlglot import exp
-
 from daemon.distq.plan import FACT_KEY, FACT_TABLE, NotSplittable
+from daemon.query.lazysqlglot import exp, sqlglot
 from daemon.query.rewrite import rewrite_sql
 from daemon.query.sandbox import QueryRejected
 from protocol.messages import MAX_CHUNKS, MAX_PARTITIONS

@@ -20,11 +20,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.optimizer.simplify import simplify
-
+from daemon.query.lazysqlglot import exp, optimizer, sqlglot
 from daemon.query.sandbox import QueryRejected, validate_query
 
 DIALECT = "duckdb"
@@ -80,10 +76,10 @@ def canonical_sql(tree: exp.Expression) -> tuple[str, bool]:
     """The canonical text of a query (folded identifiers and constants, one spelling),
     and whether folding constants made it smaller."""
     try:
-        tree = normalize_identifiers(tree.copy(), dialect=DIALECT)
+        tree = optimizer("normalize_identifiers")(tree.copy(), dialect=DIALECT)
         before = sum(1 for _ in tree.walk())
-        tree = simplify(tree, dialect=DIALECT)
+        tree = optimizer("simplify")(tree, dialect=DIALECT)
         folded = sum(1 for _ in tree.walk()) < before
         return tree.sql(dialect=DIALECT, normalize=True, pretty=False, identify=True), folded
-    except (SqlglotError, RecursionError) as exc:
+    except (sqlglot.errors.SqlglotError, RecursionError) as exc:
         raise QueryRejected(f"cannot normalize query: {str(exc).splitlines()[0]}") from exc

@@ -26,13 +26,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.pushdown_predicates import pushdown_predicates
-from sqlglot.optimizer.pushdown_projections import pushdown_projections
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.simplify import simplify
-
+from daemon.query.lazysqlglot import exp, optimizer, sqlglot
 from daemon.query.sandbox import QueryRejected, validate_query
 from daemon.store.rowsql import SQL_TYPES
 from protocol.schema import TABLES
@@ -61,23 +55,24 @@ def rewrite(tree: exp.Expression, original_sql: str | None = None) -> Rewritten:
     """Apply the result-preserving rewrites to a parsed query."""
     fallback = original_sql if original_sql is not None else tree.sql(dialect=DIALECT)
     try:
-        current = qualify(
+        current = optimizer("qualify")(
             tree.copy(), schema=SCHEMA, dialect=DIALECT, quote_identifiers=False, identify=False
         )
-    except (SqlglotError, RecursionError):
+    except (sqlglot.errors.SqlglotError, RecursionError):
         return Rewritten(fallback, ())
     applied: list[str] = []
     for name, step in _STEPS:
         try:
             candidate = step(current.copy())
-        except (SqlglotError, RecursionError):
+        except (sqlglot.errors.SqlglotError, RecursionError):
             continue
         if _changed(name, current, candidate):
             applied.append(_name(name, current))
             current = candidate
     if not applied:
         return Rewritten(fallback, ())
-    cleaned = simplify(current, dialect=DIALECT)  # drops the WHERE TRUE a pushdown leaves
+    # simplify drops the WHERE TRUE a pushdown leaves
+    cleaned = optimizer("simplify")(current, dialect=DIALECT)
     _revalidate(cleaned)
     return Rewritten(cleaned.sql(dialect=DIALECT), tuple(applied))
 
@@ -135,15 +130,15 @@ def _revalidate(tree: exp.Expression) -> None:
 
 
 def _fold(tree: exp.Expression) -> exp.Expression:
-    return simplify(tree, dialect=DIALECT)
+    return optimizer("simplify")(tree, dialect=DIALECT)
 
 
 def _projections(tree: exp.Expression) -> exp.Expression:
-    return pushdown_projections(tree)
+    return optimizer("pushdown_projections")(tree)
 
 
 def _predicates(tree: exp.Expression) -> exp.Expression:
-    return pushdown_predicates(tree, dialect=DIALECT)
+    return optimizer("pushdown_predicates")(tree, dialect=DIALECT)
 
 
 _STEPS: tuple[tuple[str, Callable[[exp.Expression], exp.Expression]], ...] = (

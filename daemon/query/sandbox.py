@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import functools
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from daemon.query.binding import check_bound, check_parsed
+from daemon.query.lazysqlglot import exp, sqlglot
 from daemon.query.rejected import QueryRejected
 from protocol.schema import TABLES
 
@@ -31,19 +28,25 @@ __all__ = [
 ]
 
 ALLOWED_TABLES = frozenset(TABLES)
-_FORBIDDEN_NODES = (
-    exp.Insert,
-    exp.Update,
-    exp.Delete,
-    exp.Create,
-    exp.Drop,
-    exp.Alter,
-    exp.Command,
-    exp.Copy,
-    exp.Pragma,
-    exp.Set,
-    exp.Merge,
-)
+
+
+@functools.cache
+def _forbidden_nodes() -> tuple[type[exp.Expression], ...]:
+    return (
+        exp.Insert,
+        exp.Update,
+        exp.Delete,
+        exp.Create,
+        exp.Drop,
+        exp.Alter,
+        exp.Command,
+        exp.Copy,
+        exp.Pragma,
+        exp.Set,
+        exp.Merge,
+    )
+
+
 _FORBIDDEN_FUNCTION_PREFIXES = ("read_", "glob", "parquet_", "sniff_", "query", "getenv")
 MAX_SQL_LENGTH = 100_000
 MAX_NESTING = 32  # subqueries inside subqueries (DuckDB's binder recurses on each)
@@ -75,7 +78,7 @@ def validate_query(sql: str, allowed: frozenset[str] = ALLOWED_TABLES) -> exp.Qu
         raise QueryRejected(f"query longer than {MAX_SQL_LENGTH} characters")
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except (SqlglotError, RecursionError) as exc:
+    except (sqlglot.errors.SqlglotError, RecursionError) as exc:
         raise QueryRejected(f"cannot parse query: {str(exc).splitlines()[0]}") from exc
     if len(statements) != 1:
         raise QueryRejected("exactly one statement is allowed")
@@ -93,7 +96,7 @@ def validate_query(sql: str, allowed: frozenset[str] = ALLOWED_TABLES) -> exp.Qu
 def _check_nodes(query: exp.Query, allowed: frozenset[str]) -> None:
     ctes = {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
     for node in query.walk():
-        if isinstance(node, _FORBIDDEN_NODES):
+        if isinstance(node, _forbidden_nodes()):
             raise QueryRejected(f"{node.key.upper()} is not allowed in a query")
         if isinstance(node, exp.Table):
             _check_table(node, allowed | ctes)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import duckdb
 import structlog
 import trio
-from sqlglot import exp
 
 from daemon.node import Node
 from daemon.query import cached
+from daemon.query.lazysqlglot import exp
 from daemon.query.limits import QueryLimits
 from daemon.query.methods import to_wire
 from daemon.query.sandbox import QueryRejected, validate_query

@@ -30,3 +30,28 @@ def test_deferred_module_loads_on_first_use_and_pandas_is_refused() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+STARTUP_SCRIPT = """
+import sys
+import daemon.app, daemon.control.registry, daemon.cli  # what a starting daemon imports
+assert not [m for m in sys.modules if m.startswith("sqlglot")], "sqlglot loaded at start"
+from daemon.query.sandbox import QueryRejected, validate_query
+validate_query("SELECT count(*) FROM performance_results")  # first use loads it
+try:
+    validate_query("DROP TABLE performance_results")
+except QueryRejected:
+    print("ok")
+"""
+
+
+def test_sqlglot_loads_on_the_first_query_not_at_start() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
