@@ -472,8 +472,8 @@ def import_snapshot(store: Store, path: Path, verify: bool = True) -> SnapshotIn
         info = snap.info()
         try:
             files = {name: snap.open_file(f"{name}.parquet") for name in ORDER}
-            scratch = Path(store.path).parent / "snapshots"  # ours, whoever made the CAR
-            scratch.mkdir(exist_ok=True)
+            scratch = store.load_dir  # ours, whoever made the CAR
+            scratch.mkdir(parents=True, exist_ok=True)
             store.bulk_load(lambda cur: _load(cur, snap.manifest, files, scratch))
         except duckdb.Error as exc:
             raise SnapshotError(f"loading {path} failed: {str(exc).splitlines()[0]}") from exc
@@ -500,21 +500,21 @@ def _load(
 
 
 @contextlib.contextmanager
-def _unpacked(file: _FileView, path: Path) -> Iterator[pq.ParquetFile]:
-    """The file copied out of the CAR to ``path`` (then memory-mapped: pyarrow reads a
-    Python file object three times slower), removed afterwards."""
+def _unpacked(file: _FileView, path: Path) -> Iterator[Path]:
+    """The file copied out of the CAR to ``path`` (the store's ``load_dir``, the one
+    directory its DuckDB may read), removed afterwards."""
     with path.open("wb") as out:
         shutil.copyfileobj(file, out, 1 << 20)
     try:
-        yield pq.ParquetFile(path, memory_map=True)
+        yield path
     finally:
         path.unlink(missing_ok=True)
 
 
-def _load_table(
-    cur: duckdb.DuckDBPyConnection, name: str, parquet: pq.ParquetFile, rows: int
-) -> None:
-    """One table, one Parquet row group (a DuckDB row group) per INSERT."""
+def _load_table(cur: duckdb.DuckDBPyConnection, name: str, parquet: Path, rows: int) -> None:
+    """One table, by DuckDB's own Parquet reader (in parallel, in file order, so the
+    rows keep the exporter's key order)."""
+    source = "read_parquet('" + str(parquet).replace("'", "''") + "')"
     want = [
         r[0]
         for r in cur.execute(
@@ -523,23 +523,10 @@ def _load_table(
             [name],
         ).fetchall()
     ]
-    if parquet.schema_arrow.names != want:
-        raise SnapshotError(f"{name}.parquet: columns {parquet.schema_arrow.names} != {want}")
-    # One helper thread decodes row group i + 1 while DuckDB inserts row group i.
-    with concurrent.futures.ThreadPoolExecutor(1, "snapshot-read") as pool:
-        read = lambda i: parquet.read_row_group(i, use_threads=False)  # noqa: E731
-        groups = parquet.num_row_groups
-        pending = pool.submit(read, 0) if groups else None
-        for group in range(groups):  # one DuckDB row group each (ROW_GROUP)
-            assert pending is not None
-            rows_now = pending.result()
-            pending = pool.submit(read, group + 1) if group + 1 < groups else None
-            cur.register("snapshot_rows", rows_now)
-            try:
-                cur.execute(f"INSERT INTO store.{name} SELECT * FROM snapshot_rows")
-            finally:
-                with contextlib.suppress(duckdb.TransactionException):  # aborted: dies with it
-                    cur.unregister("snapshot_rows")
+    have = [r[0] for r in cur.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    if have != want:
+        raise SnapshotError(f"{name}.parquet: columns {have} != {want}")
+    cur.execute(f"INSERT INTO store.{name} SELECT * FROM {source}")
     (count,) = cur.execute(f"SELECT count(*) FROM store.{name}").fetchone() or (0,)
     if count != rows:
         raise SnapshotError(f"{name}: {count} rows loaded, manifest says otherwise")

@@ -50,6 +50,34 @@ OnCommit = Callable[["Sequence[Decoded]", int], None]
 POINT_LOOKUP_LIMIT = 256
 
 
+LOAD_DIR = "snapshots/.load"  # next to the database file: Parquet that bulk loads read
+
+
+def _connect(path: str, config: dict[str, Any], load_dir: Path) -> duckdb.DuckDBPyConnection:
+    """Open the database with file access closed except for reading ``load_dir``.
+
+    DuckDB takes ``allowed_directories`` only while external access is still on, so
+    the connection opens with it on, is given the one directory, and then has it
+    switched off and its configuration locked before anything else runs on it. A
+    snapshot load reads its Parquet there with ``read_parquet`` (4x faster than
+    inserting the same rows from Arrow, measured on 1M results). DuckDB lets such a
+    directory be written too; it holds only a load's scratch files (replicated rows,
+    which any query can read anyway, deleted after the load), never served CARs, and
+    the query sandbox refuses file functions and COPY before DuckDB sees them.
+    """
+    closed = config.get("enable_external_access") is False
+    con = duckdb.connect(path, config={**config, "enable_external_access": True})
+    try:
+        if closed:
+            con.execute("SET allowed_directories = ?", [[str(load_dir) + "/"]])
+            con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 class StoreError(Exception):
     """The store could not do what was asked."""
 
@@ -102,8 +130,8 @@ class Store:
         self.path = str(path)
         self.clock_ms = clock_ms  # wall clock for the HLC (tests skew it)
         self.blocklog = BlockLog(Path(path).with_suffix(".blocks"))
-        self._con = duckdb.connect(self.path, config=config)
-        self._con.execute("SET lock_configuration = true")
+        self.load_dir = Path(path).parent / LOAD_DIR
+        self._con = _connect(self.path, config, self.load_dir)
         self._writer = self._con.cursor()
         try:
             self._migrate()
