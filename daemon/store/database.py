@@ -54,7 +54,7 @@ LOAD_DIR = "snapshots/.load"  # next to the database file: Parquet that bulk loa
 
 
 def _connect(path: str, config: dict[str, Any], load_dir: Path) -> duckdb.DuckDBPyConnection:
-    """Open the database with file access closed except for reading ``load_dir``.
+    """Open the database with file access closed except for ``load_dir``.
 
     DuckDB takes ``allowed_directories`` only while external access is still on, so
     the connection opens with it on, is given the one directory, and then has it

@@ -4,6 +4,7 @@ sandbox."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -13,9 +14,9 @@ from daemon.store.database import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "duckpeer.duckdb")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -44,4 +45,4 @@ def test_everything_else_stays_closed(store: Store, tmp_path: Path, sql: str) ->
     duckdb.sql(f"COPY (SELECT 1 AS x) TO '{outside}' (FORMAT parquet)")
     cur = store.cursor()
     with pytest.raises(duckdb.Error):
-        cur.execute(sql.format(outside=outside, load_dir=store.load_dir, tmp=tmp_path))
+        cur.execute(sql.format(outside=outside, tmp=tmp_path))
