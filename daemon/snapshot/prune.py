@@ -23,13 +23,35 @@ from daemon.store.database import Store
 log = structlog.get_logger("prune")
 
 
+REFRESH_S = 3600.0  # a live peer's stored last-seen time is at most this old ...
+REFRESH_SHARE = 0.1  # ... or this share of the retention, if that is shorter
+
+
 class Pruner:
-    """One node's pruning state: when it started, segments awaiting deletion."""
+    """One node's pruning state: when it started, segments awaiting deletion, and what
+    it last wrote to ``store.known_peers``."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.started = time.monotonic()
         self.retired: dict[int, float] = {}
+        self.written: dict[str, tuple[dict[str, int], float]] = {}
+
+    def unwritten(
+        self, seen: dict[str, tuple[dict[str, int], float]], retention: float
+    ) -> dict[str, tuple[dict[str, int], float]]:
+        """The peers of ``seen`` whose vector changed since we wrote it, or whose stored
+        time is more than the refresh period old. An idle cluster's pass then writes
+        nothing: one transaction per peer each minute was most of an idle daemon's CPU
+        at 20 peers. A stored time lags by at most the refresh period, so a silent peer
+        may expire that much before its retention is over, never later."""
+        refresh = min(REFRESH_S, REFRESH_SHARE * retention)
+        out = {}
+        for peer, (vector, at) in seen.items():
+            before = self.written.get(peer)
+            if before is None or before[0] != vector or at - before[1] >= refresh:
+                out[peer] = (vector, at)
+        return out
 
     async def run_once(self, grace: float | None = None) -> history.Pruned:
         """One pass now. Emptied segments are unlinked ``grace`` seconds later (default:
@@ -42,10 +64,11 @@ class Pruner:
         }
         uptime = time.monotonic() - self.started
         grace = config.log_prune_interval if grace is None else grace
+        changed = self.unwritten(seen, config.log_peer_retention)
 
         def run(store: Store) -> history.Pruned:
-            for peer, (vector, at) in seen.items():
-                history.remember(store, {peer: vector}, at)
+            history.remember(store, changed)
+            self.written.update(changed)
             peers = history.known(store, time.time(), config.log_peer_retention, uptime)
             done = history.prune(store, history.floors(store.heads_snapshot(), peers))
             return history.compact(store, done, self.retired, grace)

@@ -54,21 +54,22 @@ class Pruned:
         return dict(self.__dict__)
 
 
-def remember(store: Store, vectors: Mapping[str, Mapping[str, int]], now: float) -> None:
-    """Record that the peers in ``vectors`` announced these vectors at ``now`` (unix s)."""
-    if not vectors:
+def remember(store: Store, seen: Mapping[str, tuple[Mapping[str, int], float]]) -> None:
+    """Record, in one transaction, that each peer in ``seen`` announced its vector at its
+    time (unix s): ``{peer: (vector, seen_at)}``."""
+    if not seen:
         return
     params = {
-        "peers": list(vectors),
-        "vectors": [json.dumps(dict(v), sort_keys=True) for v in vectors.values()],
-        "now": float(now),
+        "peers": list(seen),
+        "vectors": [json.dumps(dict(v), sort_keys=True) for v, _ in seen.values()],
+        "seen": [float(at) for _, at in seen.values()],
     }
 
     def write(cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute("DELETE FROM store.known_peers WHERE list_contains($peers, peer)",
                     {"peers": params["peers"]})  # fmt: skip
         cur.execute("INSERT INTO store.known_peers "
-                    "SELECT unnest($peers), unnest($vectors), $now", params)  # fmt: skip
+                    "SELECT unnest($peers), unnest($vectors), unnest($seen)", params)  # fmt: skip
 
     store.transaction(write)
 
@@ -98,7 +99,8 @@ def floors(
 def prune(store: Store, upto: Mapping[str, int]) -> Pruned:
     """Drop the log entries of changesets at or below ``upto[origin]``."""
     done = Pruned()
-    dropped = {origin: seq for origin, seq in upto.items() if seq > 0}
+    floor = store.history_floor  # per origin, the first seq the log still holds
+    dropped = {origin: seq for origin, seq in upto.items() if seq >= floor.get(origin, 1)}
     if not dropped:
         return done  # an idle daemon's pass ends here, without a transaction
     wanted = "(SELECT unnest($origins) AS origin, unnest($seqs) AS seq)"

@@ -43,7 +43,7 @@ def test_floors_are_the_least_any_known_peer_holds() -> None:
 def test_prune_drops_what_every_known_peer_holds(store: Store) -> None:
     blocks = fill(store, A, 6) + fill(store, B, 2)
     before, cid = dump(store), store.db_cid()
-    history.remember(store, {"p": {A: 4, B: 2}}, 1000.0)
+    history.remember(store, {"p": ({A: 4, B: 2}, 1000.0)})
     peers = history.known(store, 1000.0, retention=60.0, uptime=0.0)
     done = history.prune(store, history.floors(store.heads_snapshot(), peers))
     assert (done.changesets, done.block_bytes) == (6, sum(map(len, blocks[:4] + blocks[6:])))
@@ -69,10 +69,10 @@ def test_pruned_history_survives_a_restart(tmp_path: Path) -> None:
 
 def test_silent_peers_expire_only_after_the_retention_of_our_own_uptime(store: Store) -> None:
     fill(store, A, 2)
-    history.remember(store, {"old": {A: 1}, "new": {A: 2}}, 1000.0)
+    history.remember(store, {"old": ({A: 1}, 1000.0), "new": ({A: 2}, 1000.0)})
     assert set(history.known(store, 5000.0, retention=60.0, uptime=10.0)) == {"old", "new"}
     assert history.known(store, 5000.0, retention=60.0, uptime=100.0) == {}
-    history.remember(store, {"new": {A: 2}}, 4990.0)
+    history.remember(store, {"new": ({A: 2}, 4990.0)})
     assert history.known(store, 5000.0, retention=60.0, uptime=100.0) == {"new": {A: 2}}
 
 

@@ -80,7 +80,7 @@ def test_an_idle_pruning_pass_loads_neither(tmp_path: Path) -> None:
         "from daemon.store.database import Store\n"
         "from daemon.store import history\n"
         f"s = Store({str(tmp_path / 'd.duckdb')!r})\n"
-        "history.remember(s, {'peer-b': {'origin-a': 3}}, time.time())\n"
+        "history.remember(s, {'peer-b': ({'origin-a': 3}, time.time())})\n"
         "peers = history.known(s, time.time(), 3600.0, 0.0)\n"
         "assert peers == {'peer-b': {'origin-a': 3}}, peers\n"
         "done = history.prune(s, history.floors(s.heads_snapshot(), peers))\n"
