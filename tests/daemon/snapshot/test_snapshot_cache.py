@@ -4,40 +4,17 @@ even after the database changes, and the old file removed once a newer one exist
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import trio
+from snapkit import FakeNode
 from storekit import models
 
-from daemon.config import Config
-from daemon.metrics.counters import Metrics
 from daemon.snapshot.service import Snapshots
 from daemon.store.database import Store
 
 T = TypeVar("T")
-
-
-class FakeNode:
-    """What Snapshots uses of a Node: config, store, metrics, read()."""
-
-    def __init__(self, store: Store, data_dir: Path) -> None:
-        self.store = store
-        self.config = Config(data_dir=data_dir)
-        self.metrics = Metrics()
-
-    async def read(self, fn: Callable[[Store], T]) -> T:
-        return await trio.to_thread.run_sync(fn, self.store)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Any]:
-    store = Store(tmp_path / "db.duckdb")
-    store.commit_local("peerA", [models((0, "m1", "one"))])
-    yield FakeNode(store, tmp_path)
-    store.close()
 
 
 async def test_one_export_per_cid_and_max_age(node: Any) -> None:

@@ -3,17 +3,13 @@ pass is no transaction per peer (at 20 peers that was most of an idle daemon's C
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import trio
-from storekit import models
 
 from daemon.config import Config
-from daemon.metrics.counters import Metrics
 from daemon.snapshot.prune import REFRESH_S, Pruner
 from daemon.store.database import Store
 
@@ -24,27 +20,6 @@ T = TypeVar("T")
 class Seen:
     vector: dict[str, int] = field(default_factory=dict)
     last_seen: float = 0.0
-
-
-class FakeNode:
-    """What Pruner uses of a Node: config, peers, metrics, write_derived()."""
-
-    def __init__(self, store: Store, data_dir: Path) -> None:
-        self.store = store
-        self.config = Config(data_dir=data_dir)
-        self.metrics = Metrics()
-        self.peers: dict[str, Seen] = {}
-
-    async def write_derived(self, fn: Callable[[Store], T]) -> T:
-        return await trio.to_thread.run_sync(fn, self.store)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Any]:
-    store = Store(tmp_path / "db.duckdb")
-    store.commit_local("peerA", [models((0, "m1", "one"))])
-    yield FakeNode(store, tmp_path)
-    store.close()
 
 
 def stored(store: Store) -> dict[str, float]:
