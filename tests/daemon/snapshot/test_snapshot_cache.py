@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from snapkit import FakeNode
@@ -13,8 +13,6 @@ from storekit import models
 
 from daemon.snapshot.service import Snapshots
 from daemon.store.database import Store
-
-T = TypeVar("T")
 
 
 async def test_one_export_per_cid_and_max_age(node: Any) -> None:

@@ -4,22 +4,18 @@ pass is no transaction per peer (at 20 peers that was most of an idle daemon's C
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from daemon.config import Config
+from daemon.node import PeerState
 from daemon.snapshot.prune import REFRESH_S, Pruner
 from daemon.store.database import Store
 
-T = TypeVar("T")
 
-
-@dataclass
-class Seen:
-    vector: dict[str, int] = field(default_factory=dict)
-    last_seen: float = 0.0
+def seen(peer: str, vector: dict[str, int], last_seen: float) -> PeerState:
+    return PeerState(peer, vector=vector, last_seen=last_seen)
 
 
 def stored(store: Store) -> dict[str, float]:
@@ -42,7 +38,7 @@ def counting_transactions(store: Store, monkeypatch: pytest.MonkeyPatch) -> list
 async def test_a_pass_writes_all_new_peers_in_one_transaction_then_nothing_while_idle(
     node: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node.peers = {f"p{i}": Seen({"peerA": 1}, 1_000.0 + i) for i in range(20)}
+    node.peers = {f"p{i}": seen(f"p{i}", {"peerA": 1}, 1_000.0 + i) for i in range(20)}
     calls = counting_transactions(node.store, monkeypatch)
     pruner = Pruner(node)
     await pruner.run_once()
@@ -57,7 +53,7 @@ async def test_a_pass_writes_all_new_peers_in_one_transaction_then_nothing_while
 
 
 async def test_a_changed_vector_or_an_old_time_is_written(node: Any) -> None:
-    node.peers = {"p": Seen({"peerA": 1}, 1_000.0), "q": Seen({"peerA": 1}, 1_000.0)}
+    node.peers = {p: seen(p, {"peerA": 1}, 1_000.0) for p in ("p", "q")}
     pruner = Pruner(node)
     await pruner.run_once()
     node.peers["p"].vector = {"peerA": 1, "peerB": 4}
@@ -69,7 +65,7 @@ async def test_a_changed_vector_or_an_old_time_is_written(node: Any) -> None:
 
 async def test_the_refresh_is_a_tenth_of_a_short_retention(node: Any) -> None:
     node.config = Config(data_dir=node.config.data_dir, log_peer_retention=600.0)
-    node.peers = {"p": Seen({"peerA": 1}, 1_000.0)}
+    node.peers = {"p": seen("p", {"peerA": 1}, 1_000.0)}
     pruner = Pruner(node)
     await pruner.run_once()
     node.peers["p"].last_seen = 1_059.0
