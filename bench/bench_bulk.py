@@ -76,6 +76,7 @@ def plain(code: str) -> float:
 def plain_load(csv: Path, db: Path) -> float:
     return plain(
         f"con = duckdb.connect({str(db)!r})\n"
+        "con.execute('SET enable_progress_bar = false')\n"
         f'con.execute("CREATE TABLE performance_results AS SELECT * FROM read_csv({str(csv)!r})")\n'
         "con.execute('CHECKPOINT')\ncon.close()"
     )
@@ -88,11 +89,13 @@ def plain_catchup(db: Path, work: Path) -> dict[str, float]:
     started = time.perf_counter()
     export = plain(
         f"con = duckdb.connect({str(db)!r}, read_only=True)\n"
+        "con.execute('SET enable_progress_bar = false')\n"
         f'con.execute("COPY performance_results TO {str(src)!r} (FORMAT parquet)")'
     )
     shutil.copyfile(src, dst)
     load = plain(
         f"con = duckdb.connect({str(dst.parent / 'new.duckdb')!r})\n"
+        "con.execute('SET enable_progress_bar = false')\n"
         f'con.execute("CREATE TABLE performance_results AS SELECT * FROM '
         f"read_parquet({str(dst)!r})\")\ncon.execute('CHECKPOINT')"
     )
@@ -105,6 +108,7 @@ def same_rows_bytes(data_dir: Path, work: Path) -> int:
     target = work / "same_rows.duckdb"
     plain(
         f"con = duckdb.connect({str(target)!r})\n"
+        "con.execute('SET enable_progress_bar = false')\n"
         f'con.execute("ATTACH {str(data_dir / "duckpeer.duckdb")!r} AS src (READ_ONLY)")\n'
         "con.execute('CREATE TABLE performance_results AS "
         "SELECT * FROM src.main.performance_results')\n"

@@ -260,7 +260,9 @@ def _export_table(
     # one step at a time.
     with (
         concurrent.futures.ThreadPoolExecutor(1, "snapshot-scan") as pool,
-        pq.ParquetWriter(sink, reader.schema, compression=COMPRESSION) as writer,
+        pq.ParquetWriter(
+            sink, reader.schema, compression=COMPRESSION, use_dictionary=_labels(reader.schema)
+        ) as writer,
     ):
         pending = pool.submit(next, groups, None)
         while (group := pending.result()) is not None:
@@ -268,6 +270,16 @@ def _export_table(
             writer.write_table(group, row_group_size=ROW_GROUP)
             rows += group.num_rows
     return sink.finish(), rows
+
+
+def _labels(schema: pa.Schema) -> list[str]:
+    """The columns to dictionary-encode: the string ones (model, hardware, precision,
+    origin: few distinct values). Parquet's dictionary attempt on a column of mostly
+    distinct values (UUIDs, measured doubles, HLCs) hashes every value before falling
+    back to plain pages; it took a quarter of a 10M-row export and made the file
+    bigger (41.0 MB against 31.5 MB for 1.2M results, zstd either way)."""
+    strings = (pa.types.is_string, pa.types.is_large_string)
+    return [f.name for f in schema if any(is_string(f.type) for is_string in strings)]
 
 
 def _regroup(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
