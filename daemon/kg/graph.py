@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from daemon.store.database import Store
-    from protocol.changeset import Decoded
+    from protocol.changeset import Decoded, TableChanges
 else:
     pa = lazy_module("pyarrow")
 
@@ -48,6 +48,9 @@ VIEW_ONLY = {"models", "hardware_platforms"}  # read live by the views
 SIMILAR_PER_MODEL = 3
 SIMILAR_EDGE_MIN = 0.9
 REBUILD_MIN_KEYS = 50_000
+# Pending keys beyond which the graph stops collecting them and rebuilds at the next
+# fold: what a long bulk load holds stays bounded (16 bytes per UUID key: 64 MB)
+MAX_PENDING_KEYS = 4_000_000
 
 
 class KnowledgeGraph:
@@ -63,6 +66,8 @@ class KnowledgeGraph:
         self._pending_arrow: dict[str, list[pa.ChunkedArray]] = {}
         self._pending_replaced: set[str] = set()  # tables whose pending batch replaced rows
         self._pending_applied = 0
+        self._pending_count = 0
+        self._overflow = False  # more than MAX_PENDING_KEYS: the next fold rebuilds
         self._flushing = False
         self.last_flush: dict[str, Any] = {}
 
@@ -106,6 +111,7 @@ class KnowledgeGraph:
             if applied is None:
                 self._pending, applied = {}, self.store.applied_count()
                 self._pending_arrow, self._pending_replaced = {}, set()
+                self._pending_count, self._overflow = 0, False
         cur = self.store.cursor()
         try:
             old_layout = cur.execute(
@@ -158,28 +164,37 @@ class KnowledgeGraph:
         with self._lock:
             for item in items:
                 for table in item.changeset.tables:
-                    if table.table not in REFRESHED and table.table not in VIEW_ONLY:
-                        continue
-                    if table.arrow is not None:
-                        bulk = self._pending_arrow.setdefault(table.table, [])
-                        bulk.append(table.arrow.column(0))
-                    else:
-                        keys = self._pending.setdefault(table.table, set())
-                        keys.update(map(str, table.keys))
+                    if table.table in REFRESHED or table.table in VIEW_ONLY:
+                        self._note(table)
             self._pending_replaced |= self.store.replaced_tables & set(REFRESHED)
             self._pending_applied = applied
+
+    def _note(self, table: TableChanges) -> None:
+        """Remember the keys of one table's changes (lock held)."""
+        self._pending_count += len(table)
+        if self._pending_count > MAX_PENDING_KEYS:
+            self._overflow, self._pending, self._pending_arrow = True, {}, {}
+        if self._overflow:
+            return
+        if table.arrow is not None:
+            # a copy: the column of the changeset's own batch would keep the whole batch
+            # (every column, ~200 bytes a result) alive until the next fold
+            keys = table.arrow.column(0)
+            self._pending_arrow.setdefault(table.table, []).append(
+                pa.chunked_array([pa.concat_arrays(keys.chunks)], keys.type)
+            )
+        else:
+            self._pending.setdefault(table.table, set()).update(map(str, table.keys))
 
     def pending_rows(self) -> int:
         """Keys waiting to be folded in."""
         with self._lock:
-            return sum(map(len, self._pending.values())) + sum(
-                len(c) for chunks in self._pending_arrow.values() for c in chunks
-            )
+            return self._pending_count
 
     def has_pending(self) -> bool:
         """True when committed changes are not in the graph yet (or are being folded in)."""
         with self._lock:
-            return bool(self._pending) or bool(self._pending_arrow) or self._flushing
+            return self._pending_count > 0 or self._flushing
 
     def flush(self) -> dict[str, Any]:
         """Fold pending changes into the graph (writer thread); returns what it did."""
@@ -187,11 +202,14 @@ class KnowledgeGraph:
             pending, self._pending = self._pending, {}
             bulk, self._pending_arrow = self._pending_arrow, {}
             replaced, self._pending_replaced = self._pending_replaced, set()
-            applied = self._pending_applied
-            self._flushing = bool(pending) or bool(bulk)
+            applied, rows = self._pending_applied, self._pending_count
+            overflow, self._overflow, self._pending_count = self._overflow, False, 0
+            self._flushing = rows > 0
         if not self._flushing:
             return {}
         try:
+            if overflow:
+                return self._rebuild(rows, applied)
             return self._flush(pending, bulk, replaced, applied)
         finally:
             with self._lock:
@@ -207,10 +225,7 @@ class KnowledgeGraph:
         started = time.perf_counter()
         rows = sum(map(len, pending.values())) + sum(len(c) for cs in bulk.values() for c in cs)
         if rows > self._rebuild_threshold():
-            figures = self.populate(applied)  # a bulk load: rebuilding is cheaper
-            self.last_flush = {"rows": rows, "configs": figures["configs"], "rebuilt": True,
-                               "ms": figures["seconds"] * 1000}  # fmt: skip
-            return self.last_flush
+            return self._rebuild(rows, applied)  # a bulk load: rebuilding is cheaper
         cur = self.store.cursor()
         try:
             for table, chunks in bulk.items():
@@ -222,6 +237,7 @@ class KnowledgeGraph:
             with self._lock:  # give the keys back: the next flush (or a rebuild) retries
                 for table, keys in pending.items():
                     self._pending.setdefault(table, set()).update(keys)
+                    self._pending_count += len(keys)
                 self._pending_replaced |= replaced
             raise
         finally:
@@ -233,6 +249,12 @@ class KnowledgeGraph:
             "configs": len(touched_configs),
             "ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        return self.last_flush
+
+    def _rebuild(self, rows: int, applied: int) -> dict[str, Any]:
+        figures = self.populate(applied)
+        self.last_flush = {"rows": rows, "configs": figures["configs"], "rebuilt": True,
+                           "ms": figures["seconds"] * 1000}  # fmt: skip
         return self.last_flush
 
     def _apply(

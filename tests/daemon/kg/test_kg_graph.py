@@ -456,3 +456,49 @@ def test_a_bulk_flush_rebuilds_instead(
     before = snapshot(store)
     graph.populate()
     assert snapshot(store) == before
+
+
+def test_pending_keys_past_the_cap_are_dropped_and_the_fold_rebuilds(
+    store: Store, graph: KnowledgeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kg_module, "REBUILD_MIN_KEYS", 1_000)  # not the threshold path
+    monkeypatch.setattr(kg_module, "MAX_PENDING_KEYS", 5)
+    store.commit_local("me", [results([(1, "bert-base", "cpu", 1, "fp32", 10.0, 1.0, 1.0, 1)])])
+    assert graph.pending_rows() == 1 and graph._pending  # still collecting keys
+    rows = [(n, "bert-base", "cpu", 1 + n % 2, "fp32", 10.0 + n, 1.0, 1.0, n) for n in range(2, 8)]
+    store.commit_local("me", [results(rows)])
+    assert graph.pending_rows() == 7 and graph.has_pending()
+    assert not graph._pending and not graph._pending_arrow  # nothing held past the cap
+    done = graph.flush()
+    assert done["rebuilt"] and done["rows"] == 7
+    assert not graph.has_pending() and graph.pending_rows() == 0
+    before = snapshot(store)
+    graph.populate()
+    assert snapshot(store) == before
+
+
+def test_bulk_keys_are_held_apart_from_their_changeset(store: Store, graph: KnowledgeGraph) -> None:
+    """The pending key column is a copy: a view of the changeset's column would keep its
+    whole record batch (every column of every pending chunk) in memory until the fold."""
+    pa = pytest.importorskip("pyarrow")
+    from daemon.writes import bulk
+    from peerctl.client import arrow_stream
+
+    n = 600  # above COLUMNAR_MIN_ROWS: the results travel as Arrow
+    records = pa.table({
+        "model_name": ["bert-base", "gpt2"] * (n // 2),
+        "hardware_type": ["cpu"] * n,
+        "throughput": [float(i) for i in range(n)],
+        "latency": [1.0] * n,
+    })  # fmt: skip
+    prepared = bulk.prepare(store, arrow_stream(records))
+    item = store.commit_local("me", bulk.changes(store, prepared))
+    (results_change,) = [t for t in item.changeset.tables if t.table == "performance_results"]
+    assert results_change.arrow is not None
+    committed = {b.address for c in results_change.arrow.column(0).chunks
+                 for b in c.storage.buffers() if b is not None}  # fmt: skip
+    (held,) = graph._pending_arrow["performance_results"]
+    assert len(held) == n
+    assert not committed & {b.address for c in held.chunks for b in c.storage.buffers() if b}
+    assert graph.flush()["rows"] >= n
+    assert query(store, "SELECT count(*) FROM kg.result_configs") == [(n,)]
