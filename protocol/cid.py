@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 from collections.abc import Mapping
@@ -49,8 +50,60 @@ def database_cid(heads: Mapping[str, tuple[int, str]]) -> str:
     Two peers that hold the same changesets hold the same heads, hence the same CID.
     DAG-CBOR's canonical form sorts map keys, so insertion order does not matter.
     """
-    node: dict[str, Any] = {origin: [seq, parse_cid(head)] for origin, (seq, head) in heads.items()}
-    return _cidv1_base32(DAG_CBOR, dag_cbor.encode(node))
+    encoded = _heads_dag_cbor(heads)
+    if encoded is None:  # a head that is not a block CID: the general (slow) encoder
+        node: dict[str, Any] = {o: [seq, parse_cid(head)] for o, (seq, head) in heads.items()}
+        encoded = dag_cbor.encode(node)
+    return _cidv1_base32(DAG_CBOR, encoded)
+
+
+def _heads_dag_cbor(heads: Mapping[str, tuple[int, str]]) -> bytes | None:
+    """The DAG-CBOR bytes of ``{origin: [seq, CID]}`` when every head is a block CID,
+    written directly (None otherwise). ``dag_cbor.encode`` and multiformats' CID
+    parsing cost about 1 ms per new head, and the exceptions multiformats raises and
+    catches while validating argument types leave reference cycles through the
+    caller's frames: a bulk commit's Arrow batches stayed alive until Python's next
+    full garbage collection (1.5 GB during a 10M-row ingest)."""
+    entries: list[tuple[bytes, bytes]] = []
+    for origin, (seq, head) in heads.items():
+        binary = _block_cid_bytes(head)
+        if binary is None or type(seq) is not int or not 0 <= seq < 1 << 64:
+            return None
+        try:
+            key = origin.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        link = b"\x00" + binary  # tag 42: a CID as bytes, behind the identity multibase
+        value = b"\x82" + _cbor_head(0, seq) + b"\xd8\x2a" + _cbor_head(2, len(link)) + link
+        entries.append((key, _cbor_head(3, len(key)) + key + value))
+    entries.sort(key=lambda entry: (len(entry[0]), entry[0]))  # DAG-CBOR: length first
+    return _cbor_head(5, len(entries)) + b"".join(encoded for _, encoded in entries)
+
+
+@functools.lru_cache(maxsize=4096)  # heads change one at a time
+def _block_cid_bytes(text: str) -> bytes | None:
+    """The binary form of a canonical ``block_cid`` string, or None."""
+    if len(text) != 59 or not text.startswith("bafkrei"):
+        return None
+    try:
+        binary = base64.b32decode(text[1:].upper() + "======")
+    except (binascii.Error, ValueError):
+        return None
+    if len(binary) != 36 or binary[:4] != bytes((1, RAW)) + _SHA2_256:
+        return None
+    if "b" + base64.b32encode(binary).decode("ascii").lower().rstrip("=") != text:
+        return None  # not the canonical spelling (stray trailing bits)
+    return binary
+
+
+def _cbor_head(major: int, value: int) -> bytes:
+    """A CBOR item head: major type and argument, in the shortest form."""
+    if value < 24:
+        return bytes((major << 5 | value,))
+    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if value < 1 << (8 * size):
+            return bytes((major << 5 | extra,)) + value.to_bytes(size, "big")
+    raise ValueError(f"CBOR argument {value} does not fit 64 bits")
 
 
 EMPTY_DATABASE_CID = database_cid({})

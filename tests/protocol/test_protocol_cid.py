@@ -185,3 +185,28 @@ def test_hand_made_cids_are_the_ones_multiformats_makes(data: bytes) -> None:
     assert cid.block_cid(data) == str(raw)
     assert cid._cidv1_base32(cid.DAG_CBOR, data) == str(cbor)
     assert cid.parse_cid(cid.block_cid(data)) == raw
+
+
+MANY_HEADS = st.dictionaries(
+    st.text(min_size=1, max_size=40), st.tuples(SEQS, HEAD_CIDS), min_size=20, max_size=30
+)
+
+
+@DB_SETTINGS
+@given(st.one_of(HEADS, MANY_HEADS))
+def test_hand_written_dag_cbor_is_what_dag_cbor_writes(heads: dict[str, tuple[int, str]]) -> None:
+    # keys past 23 bytes and maps past 23 entries take longer CBOR heads; keys of equal
+    # length sort by their bytes
+    node: dict[str, Any] = {o: [seq, CID.decode(head)] for o, (seq, head) in heads.items()}
+    assert cid._heads_dag_cbor(heads) == dag_cbor.encode(node)
+
+
+def test_heads_that_are_not_block_cids_take_the_general_encoder() -> None:
+    other = cid._cidv1_base32(cid.DAG_CBOR, b"x")  # a CID, but not a raw block's
+    block = cid.block_cid(b"x")
+    for heads in ({"o": (1, other)}, {"o": (1, block.upper())}, {"o": (2**64, block)}):
+        assert cid._heads_dag_cbor(heads) is None
+    node: dict[str, Any] = {"o": [1, CID.decode(other)]}
+    assert cid.database_cid({"o": (1, other)}) == cid._cidv1_base32(
+        cid.DAG_CBOR, dag_cbor.encode(node)
+    )
