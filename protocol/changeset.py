@@ -23,7 +23,7 @@ from enum import IntEnum
 from typing import Any
 
 from protocol import codec
-from protocol.cid import block_cid, parse_cid
+from protocol.cid import block_cid, check_cid
 from protocol.codec import expect, expect_int, expect_list, expect_str
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.schema import TABLES
@@ -229,7 +229,7 @@ def decode(block: bytes, max_size: int = codec.MAX_BLOCK) -> Changeset:
     if (seq == 1) != (prev is None):
         raise RemoteProtocolError("changeset: prev must be absent exactly for seq 1")
     if prev is not None:
-        parse_cid(prev)
+        check_cid(prev)
     entries = expect_list(raw[5], "changeset.tables", len(TABLES))
     tables = [_decode_table(t, raw[0]) for t in entries]
     if len({t.table for t in tables}) != len(tables):

@@ -44,6 +44,13 @@ def parse_cid(text: str) -> CID:
         raise RemoteProtocolError(f"bad CID {text[:80]!r}: {exc}") from exc
 
 
+def check_cid(text: str) -> None:
+    """Raise RemoteProtocolError unless ``text`` is a CID; a block CID (the common case:
+    a changeset's ``prev``) is checked without multiformats (see ``_heads_dag_cbor``)."""
+    if _block_cid_bytes(text) is None:
+        parse_cid(text)
+
+
 def database_cid(heads: Mapping[str, tuple[int, str]]) -> str:
     """CIDv1 (dag-cbor, sha2-256) of the canonical map ``{origin: [seq, head CID]}``.
 

@@ -210,3 +210,11 @@ def test_heads_that_are_not_block_cids_take_the_general_encoder() -> None:
     assert cid.database_cid({"o": (1, other)}) == cid._cidv1_base32(
         cid.DAG_CBOR, dag_cbor.encode(node)
     )
+
+
+def test_check_cid_accepts_cids_and_refuses_the_rest() -> None:
+    cid.check_cid(cid.block_cid(b"x"))
+    cid.check_cid(cid._cidv1_base32(cid.DAG_CBOR, b"x"))  # not a block CID: multiformats
+    for bad in ("", "bafkrei", cid.block_cid(b"x")[:-1], "not-a-cid"):
+        with pytest.raises(RemoteProtocolError):
+            cid.check_cid(bad)
