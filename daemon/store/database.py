@@ -227,8 +227,11 @@ class Store:
         self.hlc = 0
         for *_, stamp in rows:
             self._observe(stamp)  # as when applied: a far-future clock is not adopted
-        (top,) = self._writer.execute("SELECT max(applied) FROM store.changesets").fetchall()
-        self._applied_counter = top[0] or 0
+        (top,) = self._writer.execute(
+            "SELECT greatest(coalesce(max(applied), 0), (SELECT coalesce(max(value::BIGINT), 0)"
+            " FROM store.meta WHERE key = 'applied')) FROM store.changesets"
+        ).fetchall()
+        self._applied_counter = top[0]  # the meta entry: what a pruned log no longer shows
 
     # -- state ---------------------------------------------------------------------
 

@@ -114,6 +114,10 @@ def prune(store: Store, upto: Mapping[str, int]) -> Pruned:
         ).fetchall()[0]
         cur.execute(f"DELETE FROM store.changesets c USING {wanted} u "
                     "WHERE c.origin = u.origin AND c.seq <= u.seq", params)  # fmt: skip
+        # the applied count is the highest ``applied`` of the log when the store opens;
+        # with the log pruned that would go back (and the graph, behind it, be rebuilt)
+        cur.execute("DELETE FROM store.meta WHERE key = 'applied'")
+        cur.execute("INSERT INTO store.meta VALUES ('applied', ?)", [str(store.applied_count())])
         done.changesets, done.block_bytes = int(count), int(size)
 
     store.transaction(delete)

@@ -67,6 +67,32 @@ def test_pruned_history_survives_a_restart(tmp_path: Path) -> None:
         store.close()
 
 
+def test_the_applied_count_survives_pruning_the_whole_log_and_a_restart(tmp_path: Path) -> None:
+    """The knowledge graph records the applied count it is current to: had the count
+    gone back to 0 with the log, every restart after a prune would rebuild the graph."""
+    from daemon.kg.graph import KnowledgeGraph
+
+    store = Store(tmp_path / "d.duckdb")
+    fill(store, A, 3)
+    graph = KnowledgeGraph(store)
+    graph.open()
+    store.on_commit.append(graph.on_commit)
+    fill(store, B, 2)
+    graph.flush()
+    history.prune(store, {A: 3, B: 2})  # every changeset: the log is empty
+    assert store.applied_count() == 5
+    store.close()
+    store = Store(tmp_path / "d.duckdb")
+    try:
+        assert store.applied_count() == 5
+        assert KnowledgeGraph(store).open() is None  # current: no rebuild
+        specs = [(10 + i, [models((0, f"{A}-{i}", "x" * 40))]) for i in range(4)]
+        assert not store.apply_blocks(chain(A, specs)[3:]).rejected  # as fill's, one more
+        assert store.applied_count() == 6
+    finally:
+        store.close()
+
+
 def test_silent_peers_expire_only_after_the_retention_of_our_own_uptime(store: Store) -> None:
     fill(store, A, 2)
     history.remember(store, {"old": ({A: 1}, 1000.0), "new": ({A: 2}, 1000.0)})
