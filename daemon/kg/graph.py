@@ -210,7 +210,7 @@ class KnowledgeGraph:
         try:
             if overflow:
                 return self._rebuild(rows, applied)
-            return self._flush(pending, bulk, replaced, applied)
+            return self._flush(pending, bulk, replaced, applied, rows)
         finally:
             with self._lock:
                 self._flushing = False
@@ -221,9 +221,9 @@ class KnowledgeGraph:
         bulk: dict[str, list[pa.ChunkedArray]],
         replaced: set[str],
         applied: int,
+        rows: int,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        rows = sum(map(len, pending.values())) + sum(len(c) for cs in bulk.values() for c in cs)
         if rows > self._rebuild_threshold():
             return self._rebuild(rows, applied)  # a bulk load: rebuilding is cheaper
         cur = self.store.cursor()
