@@ -75,11 +75,18 @@ def plain(code: str) -> float:
     return time.perf_counter() - started
 
 
+def connect(db: Path, read_only: bool = False) -> str:
+    """The code that opens ``db`` the way every plain-side step does: no progress bar."""
+    return (
+        f"con = duckdb.connect({str(db)!r}, read_only={read_only})\n"
+        "con.execute('SET enable_progress_bar = false')\n"
+    )
+
+
 def plain_load(csv: Path, db: Path) -> float:
     return plain(
-        f"con = duckdb.connect({str(db)!r})\n"
-        "con.execute('SET enable_progress_bar = false')\n"
-        f'con.execute("CREATE TABLE performance_results AS SELECT * FROM read_csv({str(csv)!r})")\n'
+        connect(db) + 'con.execute("CREATE TABLE performance_results AS SELECT * FROM '
+        f'read_csv({str(csv)!r})")\n'
         "con.execute('CHECKPOINT')\ncon.close()"
     )
 
@@ -90,15 +97,13 @@ def plain_catchup(db: Path, work: Path) -> dict[str, float]:
     dst.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     export = plain(
-        f"con = duckdb.connect({str(db)!r}, read_only=True)\n"
-        "con.execute('SET enable_progress_bar = false')\n"
-        f'con.execute("COPY performance_results TO {str(src)!r} (FORMAT parquet)")'
+        connect(db, read_only=True)
+        + f'con.execute("COPY performance_results TO {str(src)!r} (FORMAT parquet)")'
     )
     shutil.copyfile(src, dst)
     load = plain(
-        f"con = duckdb.connect({str(dst.parent / 'new.duckdb')!r})\n"
-        "con.execute('SET enable_progress_bar = false')\n"
-        f'con.execute("CREATE TABLE performance_results AS SELECT * FROM '
+        connect(dst.parent / "new.duckdb")
+        + f'con.execute("CREATE TABLE performance_results AS SELECT * FROM '
         f"read_parquet({str(dst)!r})\")\ncon.execute('CHECKPOINT')"
     )
     return {"seconds": round(time.perf_counter() - started, 3), "export_s": round(export, 3),
@@ -109,9 +114,8 @@ def same_rows_bytes(data_dir: Path, work: Path) -> int:
     """A plain DuckDB table of the rows the (stopped) daemon holds, in a fresh file."""
     target = work / "same_rows.duckdb"
     plain(
-        f"con = duckdb.connect({str(target)!r})\n"
-        "con.execute('SET enable_progress_bar = false')\n"
-        f'con.execute("ATTACH {str(data_dir / "duckpeer.duckdb")!r} AS src (READ_ONLY)")\n'
+        connect(target)
+        + f'con.execute("ATTACH {str(data_dir / "duckpeer.duckdb")!r} AS src (READ_ONLY)")\n'
         "con.execute('CREATE TABLE performance_results AS "
         "SELECT * FROM src.main.performance_results')\n"
         "con.execute('DETACH src')\ncon.execute('CHECKPOINT')"
