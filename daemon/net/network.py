@@ -39,7 +39,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from daemon.logs import adopt_libp2p_logger, count_subscription_drops
 from daemon.net.adapter import GossipMessage, NetworkError, StreamHandler, Validator
 from daemon.net.framed import StreamClosedError
-from daemon.net.p2ptuning import remember_verified_records, tune_yamux
+from daemon.net.p2ptuning import no_auto_connect, remember_verified_records, tune_yamux
 from daemon.ratelimit import RateLimiter
 
 log = structlog.get_logger("network")
@@ -362,7 +362,8 @@ async def open_network(
     ``on_drop()`` is called for each message py-libp2p drops because our subscription's
     buffer is full (the listener must keep reading). ``max_connections`` is a hard cap
     (our connection manager keeps far fewer); py-libp2p's own auto-connector, which
-    dials every peer it has an address of, is switched off. Inbound connections beyond
+    dials every peer it has an address of, is switched off (:func:`no_auto_connect`).
+    Inbound connections beyond
     ``connections_per_ip_per_second`` (bursts of 4 s worth; 0 = unlimited) from one
     address are refused before the handshake, and ``on_refused()`` is called."""
     tune_yamux()
@@ -384,6 +385,7 @@ async def open_network(
     )
     host.get_addrs = _remembered(host.get_addrs, ADDRS_TTL_S)  # type: ignore[method-assign]
     swarm = host.get_network()
+    no_auto_connect(swarm)
     swarm.retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]  # we back off
     if connections_per_ip_per_second > 0:
         limiter = RateLimiter(connections_per_ip_per_second, 4 * connections_per_ip_per_second)

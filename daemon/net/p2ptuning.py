@@ -1,14 +1,26 @@
-"""Per-message costs py-libp2p pays that a daemon need not (found with py-spy).
+"""Per-message costs py-libp2p pays that a daemon need not (found with py-spy and a
+trio instrument timing task steps).
 
 Two of them, both on every pubsub RPC a daemon receives:
 
 * py-libp2p's Yamux sends a WINDOW_UPDATE frame (one more Noise-encrypted write) for
-  the bytes of every read unless ``PY_YAMUX_RELEASE_ON_READ`` is off; with it off, the
-  receive window is given back in go-yamux's way, once half of it is consumed.
+  the bytes of every read unless ``PY_YAMUX_RELEASE_ON_READ`` is off; and even with it
+  off, its "partial slack" rule still sent one for every other small read (and
+  over-credited the window by the bytes read). :func:`tune_yamux` gives the receive
+  window back in go-yamux's way: once half of it is consumed, with py-libp2p's
+  window auto-tuning kept.
 * Every RPC carries the sender's signed peer record, and py-libp2p verifies its Ed25519
   signature each time. A record whose bytes equal the one already verified for that
   peer gives the same answer, so it is verified again only after ``RECHECK_S`` (which
   also refreshes its addresses' TTL in the peerstore, 2 h in py-libp2p).
+
+And two per connection. Yamux pings every connection every 30 s to measure its RTT
+(only window auto-tuning uses it); now every :data:`RTT_EVERY_S`. py-libp2p's
+auto-connector dials peers from its peerstore every 30 s towards the midpoint of the
+connection watermarks (32 for ours), whatever ``min_connections`` says; our connection
+manager trims back to ``connections_max``, so two managers fought: about one new
+connection (Noise, Yamux, identify, a gossipsub stream, a query link) per daemon per
+minute in an idle 20-daemon cluster. :func:`no_auto_connect` leaves connections to ours.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 RECHECK_S = 600.0
+RTT_EVERY_S = 120.0
 MAX_REMEMBERED = 4096
 YAMUX_ENV = {"PY_YAMUX_RELEASE_ON_READ": "0"}
 
@@ -27,9 +40,29 @@ Consume = Callable[[Any, Any, Any], bool]
 
 
 def tune_yamux() -> None:
-    """Window updates in halves of the window (an operator's own setting wins)."""
+    """Window updates in halves of the window (an operator's ``PY_YAMUX_*`` setting
+    wins), RTT pings every :data:`RTT_EVERY_S`."""
+    from libp2p.stream_muxer.yamux import yamux
+
     for name, value in YAMUX_ENV.items():
         os.environ.setdefault(name, value)
+    yamux.RTT_MEASURE_INTERVAL = RTT_EVERY_S  # type: ignore[misc]
+    yamux.YamuxStream._auto_tune_and_send_window_update = _release_in_halves  # type: ignore[method-assign]
+
+
+async def _release_in_halves(stream: Any, *, bytes_read: int = 0) -> None:
+    """go-yamux's ``sendWindowUpdate``: credit the sender once the bytes read since the
+    last update reach half the (auto-tuned) window; ``bytes_read`` is implied by the
+    window and the buffer."""
+    increment = 0
+    async with stream.window_lock:
+        buffered = len(stream.conn.stream_buffers.get(stream.stream_id, b""))
+        unused = stream.target_recv_window - (stream.recv_window + buffered)
+        if unused > 0 and unused >= stream._grow_threshold():
+            increment = stream._grow_to_delta(buffered) + stream._apply_autotune_epoch(buffered)
+            stream._pending_recv_release = 0
+    if increment > 0:
+        await stream.send_window_update(increment, skip_lock=True)
 
 
 class VerifiedRecords:
@@ -65,6 +98,16 @@ class VerifiedRecords:
             while len(self._seen) > MAX_REMEMBERED:
                 self._seen.popitem(last=False)
         return ok
+
+
+async def _no_dials() -> None:
+    """py-libp2p's ``AutoConnector.maybe_connect``, switched off."""
+
+
+def no_auto_connect(swarm: Any) -> None:
+    """Stop py-libp2p's auto-connector from dialing (its timer and disconnect hook
+    still call ``maybe_connect``; it now returns at once)."""
+    swarm.auto_connector.maybe_connect = _no_dials
 
 
 _installed: VerifiedRecords | None = None

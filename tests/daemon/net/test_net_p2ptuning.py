@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 
 import pytest
+import trio
 
 from daemon.net import p2ptuning
+from daemon.net.network import Libp2pByteStream
 from daemon.net.p2ptuning import VerifiedRecords
 
 
@@ -90,3 +92,51 @@ def test_yamux_tuning_keeps_an_operators_setting(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
     p2ptuning.tune_yamux()
     assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
+
+
+async def test_small_reads_send_no_window_updates_and_bulk_still_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """100 small messages are credited by no WINDOW_UPDATE (they use far less than half
+    the window); 3 MB, twelve windows' worth, still arrive whole (credit in halves)."""
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    from daemon.net.network import open_network
+
+    updates: list[int] = []
+    send_update = YamuxStream.send_window_update
+
+    async def counted(stream: YamuxStream, increment: int, skip_lock: bool = False) -> None:
+        updates.append(increment)
+        await send_update(stream, increment, skip_lock)
+
+    monkeypatch.setattr(YamuxStream, "send_window_update", counted)
+    received: list[bytes] = []
+    done = trio.Event()
+
+    async def reader(stream: Libp2pByteStream) -> None:
+        while chunk := await stream.read(65536):
+            received.append(chunk)
+        done.set()
+
+    local, topic = ["/ip4/127.0.0.1/tcp/0"], "/duckpeer/test-yamux/v1"
+    async with (
+        open_network(create_new_key_pair(), local, topic) as sender,
+        open_network(create_new_key_pair(), local, topic) as receiver,
+    ):
+        receiver.set_stream_handler("/duckpeer/test-window/1", reader)
+        await sender.connect(receiver.listen_addrs()[0])
+        stream = await sender.open_stream(receiver.peer_id, "/duckpeer/test-window/1")
+        for _ in range(100):
+            await stream.write(b"x" * 200)
+        with trio.fail_after(10):
+            while sum(map(len, received)) < 100 * 200:
+                await trio.sleep(0.01)
+        assert updates == []
+        await stream.write(bytes(3 * 1024 * 1024))
+        await stream.close()
+        with trio.fail_after(30):
+            await done.wait()
+    assert sum(map(len, received)) == 100 * 200 + 3 * 1024 * 1024
+    assert updates and min(updates) >= 128 * 1024
