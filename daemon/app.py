@@ -20,7 +20,7 @@ from daemon.control.server import serve_control
 from daemon.distq import service as distq_service
 from daemon.kg import methods as kg_methods
 from daemon.monitor import service as monitor_service
-from daemon.net import connmgr, gossip, membership, peerstatus, sync
+from daemon.net import connmgr, gossip, membership, peerstatus, sync, warmup
 from daemon.net.bootstrap import serve_bootstrap, serve_discovery
 from daemon.net.gossipcheck import GossipCheck
 from daemon.net.identity import load_or_create_identity
@@ -140,6 +140,7 @@ async def _serve(node: Node, key_pair: object) -> None:
             await nursery.start(membership.serve, node)
             await nursery.start(connmgr.serve, node)
             await nursery.start(serve_bootstrap, node)
+            await nursery.start(warmup.serve, node)
             if config.mdns:
                 await nursery.start(serve_discovery, node)
             for service in FEATURE_SERVICES:

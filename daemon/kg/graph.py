@@ -96,10 +96,12 @@ class KnowledgeGraph:
 
     def _rebuild_threshold(self) -> int:
         """Pending keys beyond which a rebuild beats the incremental refresh: a quarter
-        of the results (each refresh statement scans the result tables anyway)."""
+        of the results (each refresh statement scans the result tables anyway). The
+        results are counted from the configurations' aggregates: counting the view
+        scanned the whole results table on every fold."""
         cur = self.store.cursor()
         try:
-            row = cur.execute("SELECT count(*) FROM kg.result_configs").fetchone()
+            row = cur.execute("SELECT coalesce(sum(n_results), 0) FROM kg.configs").fetchone()
         finally:
             cur.close()
         return max(REBUILD_MIN_KEYS, (row[0] if row else 0) // 4)

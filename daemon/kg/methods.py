@@ -2,8 +2,8 @@
 
 ``serve`` opens the graph (rebuilding it when it is missing, outdated or behind),
 hooks it to the store's commits, and folds committed changes into it once writes
-pause, in the writer thread. Every kg query first folds anything still pending, so a
-query sees every write committed before it.
+pause (at most every ``FOLD_EVERY`` seconds), in the writer thread. Every kg query
+first folds anything still pending, so a query sees every write committed before it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ MAX_LIMIT = 10_000
 # with the ingest for the writer thread. Queries never wait for it: they fold first.
 QUIET = 0.3
 MAX_DELAY = 30.0
+# ... and at most every FOLD_EVERY seconds: a fold is a DuckDB transaction of ~15 ms
+# however few results it adds, and a replicated write reaches every peer, so writes a
+# second or two apart cost one fold between them, not one each.
+FOLD_EVERY = 5.0
 QUIET_BULK = 2.0  # the pause a pending rebuild (a bulk load) waits for; it has no MAX_DELAY
 
 
@@ -59,14 +63,17 @@ async def serve(
         if rebuilt is not None:
             node.metrics.inc("kg_rebuilds")
         _GRAPHS[node] = graph
+        folded = float("-inf")
         while True:
             await node.wait_changed()
+            await trio.sleep_until(folded + FOLD_EVERY)
             bulk = graph.pending_rows() >= REBUILD_MIN_KEYS
             # a bulk load waits for a real pause: its fold is a rebuild, seconds of the
             # writer thread that would stall the next chunk (queries fold first anyway)
             paused = await _quiet(node, QUIET_BULK if bulk else QUIET, None if bulk else MAX_DELAY)
             if graph.has_pending() and (paused or graph.pending_rows() < REBUILD_MIN_KEYS):
                 await flush(node, graph)
+                folded = trio.current_time()
     finally:
         node.store.on_commit.remove(graph.on_commit)
         _GRAPHS.pop(node, None)

@@ -122,6 +122,25 @@ async def test_service_flushes_in_the_background(node: Node) -> None:
     assert not graph.has_pending()
 
 
+async def test_writes_close_together_cost_one_background_fold(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = kg_methods.graph_of(node)
+    await write(node, results(ROWS[:1]))
+    with trio.fail_after(10):
+        while node.metrics.get("kg_updates") < 1:  # the first fold comes after QUIET
+            await trio.sleep(0.01)
+    monkeypatch.setattr(kg_methods, "FOLD_EVERY", 3600.0)  # read after the next change
+    for row in ROWS[1:]:
+        await write(node, results([row]))
+    with trio.move_on_after(3 * kg_methods.QUIET):  # past QUIET, well short of FOLD_EVERY
+        while node.metrics.get("kg_updates") < 2:
+            await trio.sleep(0.01)
+    assert node.metrics.get("kg_updates") == 1 and graph.pending_rows() == 3
+    graph_now = await kg_methods.kg_graph(node, {})  # a query folds first, unasked
+    assert graph_now["nodes"]["kind"].count("config") == 4 and not graph.has_pending()
+
+
 async def test_methods_without_the_service(tmp_path: Path) -> None:
     store = Store(tmp_path / "duckpeer.duckdb")
     try:
