@@ -44,7 +44,8 @@ def ingest_file(client: Client, path: Path, chunk_size: int) -> dict[str, Any]:
     Raises RecordFileError when the file cannot be read at all. The progress bar is on
     stderr when that is a terminal."""
     started = time.perf_counter()
-    bar = Progress(count_rows(path), f"ingest {path.name}")
+    bar = Progress(None, f"ingest {path.name}")
+    bar.count_total(lambda: count_rows(path))
     lanes = [client] + [Client(client.socket_path, client.timeout) for _ in range(LANES - 1)]
     waiting: deque[Client] = deque()  # lanes with a chunk in flight, oldest first
     stored, changesets, bad = 0, 0, []

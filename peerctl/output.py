@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 
@@ -58,6 +59,14 @@ class Progress:
         stream = stream or sys.stderr
         self.total, self.label, self.stream, self.done = total, label, stream, 0
         self.enabled = stream.isatty()
+
+    def count_total(self, count: Callable[[], int | None]) -> None:
+        """Learn the total from ``count()`` in a background thread, and only if the bar
+        is shown: counting a file's lines reads all of it once more (0.6 s for 10M CSV
+        rows), work that nothing uses when stderr is not a terminal."""
+        if self.enabled:
+            threading.Thread(target=lambda: setattr(self, "total", count()), daemon=True,
+                             name="progress-total").start()  # fmt: skip
 
     def advance(self, n: int) -> None:
         """Add ``n`` finished items and redraw."""

@@ -6,6 +6,8 @@ import contextlib
 import datetime
 import io
 import json
+import threading
+import time
 
 from peerctl.output import Progress, print_fields, print_json, print_table
 
@@ -80,3 +82,21 @@ def test_progress_on_a_terminal() -> None:
     unknown = Tty()
     Progress(None, "x", unknown).advance(3)
     assert unknown.getvalue() == "\rx 3"
+
+
+def test_the_total_is_counted_only_for_a_terminal_and_off_the_callers_thread() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    counted: list[str] = []
+    quiet = Progress(None, "ingest", io.StringIO())
+    quiet.count_total(lambda: counted.append(threading.current_thread().name) or 5)
+    assert counted == [] and quiet.total is None
+
+    shown = Progress(None, "ingest", Tty())
+    shown.count_total(lambda: counted.append(threading.current_thread().name) or 5)
+    deadline = time.monotonic() + 10
+    while shown.total is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert shown.total == 5 and counted == ["progress-total"]
