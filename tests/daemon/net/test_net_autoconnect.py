@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import multiaddr
 import trio
-from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
-
-from daemon.net.network import open_network
-
-TOPIC = "/duckpeer/test-autoconnect/v1"
-LOCAL = ["/ip4/127.0.0.1/tcp/0"]
+from netkit import two_hosts
 
 
 async def test_a_peer_known_to_the_peerstore_is_not_dialed_by_py_libp2p() -> None:
-    async with (
-        open_network(create_new_key_pair(), LOCAL, TOPIC) as ours,
-        open_network(create_new_key_pair(), LOCAL, TOPIC) as known,
-    ):
+    async with two_hosts("/duckpeer/test-autoconnect/v1") as (ours, known):
         host = ours._host
         addr = multiaddr.Multiaddr(known.listen_addrs()[0].rsplit("/p2p/", 1)[0])
         host.get_peerstore().add_addrs(ID.from_base58(known.peer_id), [addr], 3600)  # type: ignore[attr-defined]

@@ -4,19 +4,13 @@ connection is up, not at the connection manager's next tick."""
 from __future__ import annotations
 
 import trio
-from libp2p.crypto.ed25519 import create_new_key_pair
+from netkit import two_hosts
 
-from daemon.net.network import NetworkError, open_network
-
-TOPIC = "/duckpeer/test-ban/v1"
-LOCAL = ["/ip4/127.0.0.1/tcp/0"]
+from daemon.net.network import NetworkError
 
 
 async def test_a_banned_peer_cannot_relink() -> None:
-    async with (
-        open_network(create_new_key_pair(), LOCAL, TOPIC) as guard,
-        open_network(create_new_key_pair(), LOCAL, TOPIC) as banned,
-    ):
+    async with two_hosts("/duckpeer/test-ban/v1") as (guard, banned):
         await banned.connect(guard.listen_addrs()[0])
         with trio.fail_after(10):
             while banned.peer_id not in guard.connected_peers():

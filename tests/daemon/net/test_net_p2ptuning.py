@@ -99,10 +99,8 @@ async def test_small_reads_send_no_window_updates_and_bulk_still_flows(
 ) -> None:
     """100 small messages are credited by no WINDOW_UPDATE (they use far less than half
     the window); 3 MB, twelve windows' worth, still arrive whole (credit in halves)."""
-    from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
-
-    from daemon.net.network import open_network
+    from netkit import two_hosts
 
     updates: list[int] = []
     send_update = YamuxStream.send_window_update
@@ -120,11 +118,7 @@ async def test_small_reads_send_no_window_updates_and_bulk_still_flows(
             received.append(chunk)
         done.set()
 
-    local, topic = ["/ip4/127.0.0.1/tcp/0"], "/duckpeer/test-yamux/v1"
-    async with (
-        open_network(create_new_key_pair(), local, topic) as sender,
-        open_network(create_new_key_pair(), local, topic) as receiver,
-    ):
+    async with two_hosts("/duckpeer/test-yamux/v1") as (sender, receiver):
         receiver.set_stream_handler("/duckpeer/test-window/1", reader)
         await sender.connect(receiver.listen_addrs()[0])
         stream = await sender.open_stream(receiver.peer_id, "/duckpeer/test-window/1")
