@@ -27,7 +27,7 @@ from libp2p.io.exceptions import IOException
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
@@ -327,6 +327,18 @@ class BannedPeerCloser:
         return None
 
 
+def _replay_discovered(host: object, handler: Callable[[object], None]) -> None:
+    """Hand ``handler`` the peers mDNS found while the host started, before the handler
+    was registered (py-libp2p's auto-connector used to dial those from the peerstore;
+    it is off, see :func:`no_auto_connect`)."""
+    listener = getattr(getattr(host, "mDNS", None), "listener", None)
+    found = getattr(listener, "discovered_services", {})
+    for peer_id, _ in list(found.values()):
+        addrs = host.get_peerstore().addrs(peer_id)  # type: ignore[attr-defined]
+        if addrs:
+            handler(PeerInfo(peer_id, addrs))
+
+
 def _remembered(fn: Callable[[], list[T]], ttl: float) -> Callable[[], list[T]]:
     """``fn`` called at most every ``ttl`` seconds (a copy of its list each time).
     py-libp2p rebuilds the host's addresses (multiaddr parsing) for every pubsub RPC it
@@ -421,6 +433,7 @@ async def open_network(
 
             if mdns:
                 peerDiscovery.register_peer_discovered_handler(handler)  # type: ignore[arg-type]
+                _replay_discovered(host, handler)
             adopt_libp2p_logger()  # in case py-libp2p was first imported after our set-up
             stop_counting = count_subscription_drops(on_drop)
             try:
