@@ -125,11 +125,17 @@ def test_many_watchers_share_one_evaluation_and_a_slow_one_lags(cluster: LocalCl
         slow.close()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_peerctl_watch_prints_json_lines_until_ctrl_c(cluster: LocalCluster) -> None:
     a, b, _ = cluster.peers
     command = [sys.executable, "-m", "peerctl", "--socket", str(a.socket), "watch", SQL, "--json"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:  # fmt: skip
+    # Ctrl-C as at a terminal: a runner started in the background (``cmd &``) ignores
+    # SIGINT, and a child inherits that, so peerctl would never see it.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=_default_sigint) as proc:  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
         try:
             assert json.loads(proc.stdout.readline())["event"] == "snapshot"
