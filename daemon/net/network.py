@@ -375,9 +375,9 @@ async def open_network(
     buffer is full (the listener must keep reading). ``max_connections`` is a hard cap
     (our connection manager keeps far fewer); py-libp2p's own auto-connector, which
     dials every peer it has an address of, is switched off (:func:`no_auto_connect`).
-    Inbound connections beyond
-    ``connections_per_ip_per_second`` (bursts of 4 s worth; 0 = unlimited) from one
-    address are refused before the handshake, and ``on_refused()`` is called."""
+    Inbound connections beyond ``connections_per_ip_per_second`` (bursts of 4 s worth;
+    0 = unlimited) from one address are refused before the handshake, and
+    ``on_refused()`` is called."""
     tune_yamux()
     remember_verified_records()
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519().private_key)

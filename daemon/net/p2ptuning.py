@@ -39,15 +39,25 @@ YAMUX_ENV = {"PY_YAMUX_RELEASE_ON_READ": "0"}
 Consume = Callable[[Any, Any, Any], bool]
 
 
+_py_libp2p_release: Any = None  # YamuxStream's own window release, kept on first tuning
+
+
 def tune_yamux() -> None:
-    """Window updates in halves of the window (an operator's ``PY_YAMUX_*`` setting
-    wins), RTT pings every :data:`RTT_EVERY_S`."""
+    """Window updates in halves of the window, RTT pings every :data:`RTT_EVERY_S`. An
+    operator's ``PY_YAMUX_RELEASE_ON_READ=1`` wins: py-libp2p's own release then runs."""
+    global _py_libp2p_release
     from libp2p.stream_muxer.yamux import yamux
 
     for name, value in YAMUX_ENV.items():
         os.environ.setdefault(name, value)
     yamux.RTT_MEASURE_INTERVAL = RTT_EVERY_S  # type: ignore[misc]
-    yamux.YamuxStream._auto_tune_and_send_window_update = _release_in_halves  # type: ignore[method-assign]
+    stream = yamux.YamuxStream
+    if _py_libp2p_release is None:
+        _py_libp2p_release = stream._auto_tune_and_send_window_update
+    release_on_read = yamux._yamux_release_on_read()
+    stream._auto_tune_and_send_window_update = (  # type: ignore[method-assign]
+        _py_libp2p_release if release_on_read else _release_in_halves
+    )
 
 
 async def _release_in_halves(stream: Any, *, bytes_read: int = 0) -> None:

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import trio
+from netkit import two_hosts
 
 from daemon.net import p2ptuning
 from daemon.net.network import Libp2pByteStream
@@ -92,6 +93,12 @@ def test_yamux_tuning_keeps_an_operators_setting(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
     p2ptuning.tune_yamux()
     assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    assert YamuxStream._auto_tune_and_send_window_update is not p2ptuning._release_in_halves
+    monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "0")
+    p2ptuning.tune_yamux()
+    assert YamuxStream._auto_tune_and_send_window_update is p2ptuning._release_in_halves
 
 
 async def test_small_reads_send_no_window_updates_and_bulk_still_flows(
@@ -100,7 +107,6 @@ async def test_small_reads_send_no_window_updates_and_bulk_still_flows(
     """100 small messages are credited by no WINDOW_UPDATE (they use far less than half
     the window); 3 MB, twelve windows' worth, still arrive whole (credit in halves)."""
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
-    from netkit import two_hosts
 
     updates: list[int] = []
     send_update = YamuxStream.send_window_update

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -55,6 +56,8 @@ async def test_a_store_with_rows_loads_at_once(loads: list[str]) -> None:
     assert len(loads) == 1
 
 
-def test_preload_imports_what_applying_needs() -> None:
-    warmup.preload(("json",))
+def test_preload_imports_what_applying_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    warmup.preload(("colorsys",))
+    assert "colorsys" in sys.modules
     assert "pyarrow" in warmup.MODULES
