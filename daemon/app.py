@@ -36,6 +36,7 @@ from daemon.store.database import Store
 from daemon.store.signing import signer
 from daemon.watch import service as watch_service
 from daemon.web import service as web_service
+from daemon.writes import cachetrim
 
 log = structlog.get_logger("duckpeerd")
 
@@ -113,6 +114,7 @@ FEATURE_SERVICES: tuple[Callable[..., Awaitable[None]], ...] = (
     distq_service.serve,
     watch_service.serve,
     web_service.serve,
+    cachetrim.serve,
 )
 
 

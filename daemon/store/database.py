@@ -122,12 +122,15 @@ class Store:
                                   # UUID and JSON columns leave as Arrow's uuid and json
                                   # types (snapshots: 16-byte UUIDs load without parsing)
                                   "arrow_lossless_conversion": True,
-                                  # query cursors bound their own memory once locked
-                                  "allowed_configs": ["operator_memory_limit"]}  # fmt: skip
+                                  # query cursors bound their own memory once locked;
+                                  # the buffer cache is trimmed (daemon.store.buffercache)
+                                  "allowed_configs": ["operator_memory_limit",
+                                                      "memory_limit"]}  # fmt: skip
         if memory_limit:
             config["memory_limit"] = memory_limit
         config.update(settings or {})  # query limits (daemon.query.limits.store_settings)
         self.path = str(path)
+        self.memory_limit: str | None = config.get("memory_limit")  # as configured
         self.clock_ms = clock_ms  # wall clock for the HLC (tests skew it)
         self.blocklog = BlockLog(Path(path).with_suffix(".blocks"))
         self.load_dir = Path(path).parent / LOAD_DIR
