@@ -60,8 +60,14 @@ def test_restarted_peer_catches_up_by_delta_only(cluster3: LocalCluster) -> None
     c.start()
     cluster3.wait_converged(timeout=30)
     metrics = c.status()["metrics"]
-    assert metrics["changesets_applied"] == len(missed)
-    assert metrics["sync_changesets_in"] == len(missed)  # the delta, nothing already held
+    assert metrics["changesets_applied"] == len(missed)  # each missed one, applied once
+    # Pulls run one at a time, each from the vector the last one left, so pulls carry
+    # at most the delta, never what c held. Gossipsub may also replay a recent announce
+    # with pushed blocks to the rejoined c while a pull is in flight; a block that
+    # arrives both ways counts as a duplicate, not as a second apply.
+    pulled = metrics.get("sync_changesets_in", 0)
+    assert pulled <= len(missed)
+    assert pulled + metrics.get("changesets_pushed_in", 0) >= len(missed)
     assert dump(c) == dump(a)
 
 
