@@ -11,7 +11,7 @@ from typing import Any
 from protocol import control
 from protocol.control import ControlRequest
 from protocol.errors import ProtocolError
-from protocol.framing import FrameDecoder, encode_frame
+from protocol.framing import FrameDecoder, frame_pieces
 
 SYSTEM_SOCKET = "/run/duckpeer/control.sock"
 
@@ -37,15 +37,19 @@ class RequestFailed(ClientError):
         self.exit_code = 2 if code in {"bad_request", "unknown_method"} else 1
 
 
-def arrow_stream(table: Any) -> bytes:
-    """A pyarrow Table or RecordBatch as Arrow IPC stream bytes (pyarrow loads here)."""
+MAX_FRAME = control.MAX_CONTROL_FRAME
+
+
+def arrow_stream(table: Any) -> memoryview:
+    """A pyarrow Table or RecordBatch as an Arrow IPC stream (pyarrow loads here), a
+    view of Arrow's buffer: a chunk of tens of MB is not copied before it is sent."""
     import pyarrow as pa
 
-    from protocol.columnar import stream_bytes
+    from protocol.columnar import stream_view
 
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    return stream_bytes(table)
+    return stream_view(table)
 
 
 def default_socket_path() -> str:
@@ -117,7 +121,8 @@ class Client:
         request = ControlRequest(next(self._ids), method, params)
         sock = self._connect()
         try:
-            sock.sendall(encode_frame(control.encode_request(request), control.MAX_CONTROL_FRAME))
+            for piece in frame_pieces(control.encode_request_pieces(request), MAX_FRAME):
+                sock.sendall(piece)
         except OSError as exc:
             self.close()
             raise DaemonUnavailable(f"connection to duckpeerd failed: {exc}") from exc

@@ -47,10 +47,13 @@ def ingest_file(client: Client, path: Path, chunk_size: int) -> dict[str, Any]:
     bar = Progress(None, f"ingest {path.name}")
     bar.count_total(lambda: count_rows(path))
     lanes = [client] + [Client(client.socket_path, client.timeout) for _ in range(LANES - 1)]
-    waiting: deque[Client] = deque()  # lanes with a chunk in flight, oldest first
+    waiting: deque[Client] = deque()  # lanes with a request in flight, oldest first
     stored, changesets, bad = 0, 0, []
+    chunks = read_chunks(path, chunk_size)  # a file we cannot read fails here, first
     try:
-        for chunk in read_chunks(path, chunk_size):
+        lanes[-1].send("ingest", begin=True)  # the daemon loads pyarrow while we do
+        waiting.append(lanes[-1])
+        for chunk in chunks:
             bad.extend(chunk.bad)
             if chunk.rows:
                 if len(waiting) == LANES:

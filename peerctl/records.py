@@ -72,23 +72,18 @@ class Chunk:
 
 
 def read_chunks(path: Path, chunk_size: int = 50_000) -> Iterator[Chunk]:
-    """Valid records of a file in column-wise chunks."""
+    """Valid records of a file in column-wise chunks. A missing file or an unknown
+    format raises RecordFileError here, before the first chunk is asked for."""
     suffix = path.suffix.lower()
     if not path.is_file():
         raise RecordFileError(f"{path}: no such file")
     if suffix == ".csv":
-        yield from _csv_chunks(path, chunk_size)
-        return
+        return _csv_chunks(path, chunk_size)
     if suffix == ".parquet":
-        yield from _parquet_chunks(path, chunk_size)
-        return
+        return _parquet_chunks(path, chunk_size)
     if suffix in {".json", ".jsonl", ".ndjson"}:
-        rows = _json_rows(path)
-    else:
-        raise RecordFileError(
-            f"{path}: unknown format {suffix!r} (use .csv, .json, .jsonl, .parquet)"
-        )
-    yield from _chunked(rows, chunk_size)
+        return _chunked(_json_rows(path), chunk_size)
+    raise RecordFileError(f"{path}: unknown format {suffix!r} (use .csv, .json, .jsonl, .parquet)")
 
 
 def count_rows(path: Path) -> int | None:

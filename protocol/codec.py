@@ -34,11 +34,20 @@ def pack(obj: object) -> bytes:
         raise LocalProtocolError(f"cannot encode: {exc}") from exc
 
 
-def pack_pieces(obj: object, items: int = 2048) -> Iterator[bytes]:
+BIG_BINARY = 64 << 10  # binaries from this size pass through pack_pieces uncopied
+
+
+def pack_pieces(obj: object, items: int = 2048) -> Iterator[bytes | memoryview]:
     """:func:`pack` of ``obj`` in consecutive pieces (``b"".join`` gives the same
     bytes): arrays longer than ``items`` are encoded ``items`` elements at a time, so a
-    caller can pause between pieces (each ``packb`` call holds the GIL throughout)."""
-    if isinstance(obj, dict):
+    caller can pause between pieces (each ``packb`` call holds the GIL throughout), and
+    a binary of :data:`BIG_BINARY` bytes or more is its header followed by the object
+    itself, not a copy (an ingest chunk is tens of MB)."""
+    if isinstance(obj, bytes | bytearray | memoryview) and len(obj) >= BIG_BINARY:
+        view = memoryview(obj).cast("B")
+        yield _bin_header(view.nbytes)
+        yield view
+    elif isinstance(obj, dict):
         yield _header(len(obj), 0x80, 0xDE)
         for key, value in obj.items():
             yield pack(key)
@@ -50,6 +59,15 @@ def pack_pieces(obj: object, items: int = 2048) -> Iterator[bytes]:
             yield pack(chunk)[len(_header(len(chunk), 0x90, 0xDC)) :]
     else:
         yield pack(obj)
+
+
+def _bin_header(n: int) -> bytes:
+    """msgpack's bin 8/16/32 header (0xc4/0xc5/0xc6) for ``n`` bytes."""
+    if n < 1 << 8:
+        return bytes([0xC4, n])
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _header(n: int, fix: int, tag16: int) -> bytes:

@@ -130,12 +130,13 @@ def read_stream(raw: bytes, what: str, max_columns: int = 64) -> pa.Table:
         raise RemoteProtocolError(f"{what}: not a valid Arrow IPC stream: {exc}") from exc
 
 
-def stream_bytes(data: pa.Table) -> bytes:
-    """``data`` as an uncompressed Arrow IPC stream (what :func:`read_stream` reads)."""
+def stream_view(data: pa.Table) -> memoryview:
+    """``data`` as an uncompressed Arrow IPC stream (what :func:`read_stream` reads): a
+    view of the Arrow buffer it was written to, not a copy."""
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+    return memoryview(sink.getvalue())
 
 
 def _plain_uuid(got: pa.DataType, expected: pa.DataType) -> bool:

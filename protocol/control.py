@@ -81,6 +81,12 @@ def encode_request(req: ControlRequest) -> bytes:
     return codec.pack({"v": WIRE_VERSION, "id": req.id, "m": req.method, "p": req.params})
 
 
+def encode_request_pieces(req: ControlRequest) -> Iterator[bytes | memoryview]:
+    """:func:`encode_request` in pieces (the same bytes): a large binary parameter, an
+    ingest chunk's Arrow stream, is passed through uncopied."""
+    return codec.pack_pieces({"v": WIRE_VERSION, "id": req.id, "m": req.method, "p": req.params})
+
+
 def decode_request(data: bytes, max_size: int = MAX_CONTROL_FRAME) -> ControlRequest:
     """Decode a control request or raise RemoteProtocolError."""
     raw = expect_map(codec.unpack(data, max_size), "request", 8)
@@ -102,7 +108,9 @@ def encode_response(resp: ControlResponse) -> bytes:
     return codec.pack(_response_map(resp))
 
 
-def encode_response_pieces(resp: ControlResponse, items: int = 2048) -> Iterator[bytes]:
+def encode_response_pieces(
+    resp: ControlResponse, items: int = 2048
+) -> Iterator[bytes | memoryview]:
     """:func:`encode_response` in pieces (their concatenation is the same bytes): a large
     result is encoded a slice at a time, so the encoder can yield between slices."""
     return codec.pack_pieces(_response_map(resp), items)

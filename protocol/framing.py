@@ -8,6 +8,7 @@ declared length above the limit is a protocol error before any payload is buffer
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -19,6 +20,31 @@ def encode_frame(payload: bytes, max_size: int) -> bytes:
     if len(payload) > max_size:
         raise LocalProtocolError(f"frame of {len(payload)} bytes exceeds limit {max_size}")
     return HEADER.pack(len(payload)) + payload
+
+
+def frame_pieces(
+    pieces: Iterable[bytes | memoryview], max_size: int, coalesce: int = 64 << 10
+) -> list[bytes | memoryview]:
+    """``pieces`` of one payload as a frame, still in pieces (their concatenation is
+    :func:`encode_frame` of the joined payload): runs of small pieces are joined, large
+    ones kept as they are, so a sender writes few pieces and copies no large one."""
+    out: list[bytes | memoryview] = []
+    small = bytearray()
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        if len(piece) < coalesce:
+            small += piece
+            continue
+        if small:
+            out.append(bytes(small))
+            small.clear()
+        out.append(piece)
+    if small:
+        out.append(bytes(small))
+    if total > max_size:
+        raise LocalProtocolError(f"frame of {total} bytes exceeds limit {max_size}")
+    return [HEADER.pack(total), *out]
 
 
 class FrameDecoder:

@@ -208,8 +208,9 @@ async def _send(stream: trio.SocketStream, response: ControlResponse) -> None:
         await stream.send_all(piece)
 
 
-def _encode(response: ControlResponse) -> list[bytes]:
-    pieces, parts = [], control.encode_response_pieces(response, LARGE_ITEMS)
+def _encode(response: ControlResponse) -> list[bytes | memoryview]:
+    pieces: list[bytes | memoryview] = []
+    parts = control.encode_response_pieces(response, LARGE_ITEMS)
     while True:
         with PYTHON_WORK:  # taken per piece: see daemon.node
             piece = next(parts, None)

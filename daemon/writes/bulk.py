@@ -56,7 +56,14 @@ class Prepared:
         return len(self.results)
 
 
-def read_records(raw: bytes) -> pa.Table:
+def load() -> None:
+    """Import what :func:`prepare` uses (pyarrow, compute, the columnar codec): a caller
+    about to ingest asks for this first, so the import overlaps its own start-up."""
+    columnar.MAX_RAW_BYTES  # noqa: B018  (the first attribute read imports the module)
+    pc.field  # noqa: B018
+
+
+def read_records(raw: bytes | bytearray | memoryview) -> pa.Table:
     """The chunk of an ``ingest`` request, typed per ``RESULT_FIELDS``; raises WriteError."""
     try:
         table = columnar.read_stream(raw, "ingest chunk")
@@ -139,7 +146,7 @@ def _results_sql(table: pa.Table, stamp: int) -> str:
     return "SELECT " + ", ".join(f"{e} AS {n}" for n, e in exprs.items()) + " FROM chunk"
 
 
-def prepare(store: Store, raw: bytes) -> Prepared:
+def prepare(store: Store, raw: bytes | bytearray | memoryview) -> Prepared:
     """Check a chunk and build its results (reader thread); raises WriteError."""
     records = read_records(raw)
     stamp = now_us()

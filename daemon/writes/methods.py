@@ -34,7 +34,12 @@ async def record(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 async def ingest(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Store a chunk of results, one changeset per chunk: ``arrow`` (an Arrow IPC stream,
-    what peerctl sends: checked and built column-wise) or ``records`` (msgpack columns)."""
+    what peerctl sends: checked and built column-wise) or ``records`` (msgpack columns).
+    ``begin`` alone stores nothing: it loads the Arrow path, which a caller asks for
+    before it reads its file so that the daemon's import overlaps the caller's."""
+    if params.get("begin") is True and len(params) == 1:
+        await node.read(lambda _store: bulk.load())
+        return {"rows": 0}
     if params.get("arrow") is not None:
         raw = param(params, "arrow", bytes)
         started = time.perf_counter()

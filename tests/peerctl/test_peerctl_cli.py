@@ -200,7 +200,8 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
                         "elapsed_ms": 1.5}
     if "DROP" not in p["sql"] else bad_sql(p),
     "record": lambda p: {"result_id": "0190-abc", "cid": "bafk"},
-    "ingest": lambda p: {"rows": arrow_rows(p["arrow"]), "cid": "bafk", "seq": 1},
+    "ingest": lambda p: {"rows": 0} if p == {"begin": True} else {
+        "rows": arrow_rows(p["arrow"]), "cid": "bafk", "seq": 1},
     "delete": lambda p: broken(p),
     "update": lambda p: {"cid": "bafk-upd", "seq": 2},
 }  # fmt: skip
@@ -281,7 +282,8 @@ def test_ingest_with_bad_rows_exits_4(
     summary = json.loads(out)
     assert (summary["rows"], summary["bad_rows"], summary["changesets"]) == (5, 1, 3)
     assert summary["errors"][0].startswith("line 7: ")
-    assert [c[0] for c in daemon.calls] == ["ingest"] * 3
+    assert daemon.calls[0] == ("ingest", {"begin": True})  # the daemon loads Arrow meanwhile
+    assert [c[0] for c in daemon.calls[1:]] == ["ingest"] * 3
 
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps({"model": "m", "hardware": "h", "throughput": 1, "latency": 2}))

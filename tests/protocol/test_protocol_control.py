@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import control
+from protocol import codec, control
 from protocol.control import ControlRequest, ControlResponse
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.framing import encode_frame, frame_pieces
 
 SETTINGS = settings(max_examples=300, deadline=None)
 
@@ -195,3 +196,41 @@ def test_streamed_items_carry_more_and_one_shot_bytes_are_unchanged() -> None:
     item = control.decode_response(control.encode_response(ControlResponse(7, [1], more=True)))
     assert item.more and item.result == [1] and item.ok
     assert not control.decode_response(one_shot).more
+
+
+_PARAMS = st.dictionaries(
+    st.text(max_size=8),
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.text(max_size=20),
+        st.binary(max_size=100),
+        st.binary(min_size=codec.BIG_BINARY, max_size=codec.BIG_BINARY + 300),
+        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3000),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_PARAMS)
+def test_request_pieces_framed_are_the_frame_of_the_request(params: dict[str, Any]) -> None:
+    req = ControlRequest(7, "ingest", params)
+    pieces = frame_pieces(control.encode_request_pieces(req), 1 << 30)
+    assert b"".join(pieces) == encode_frame(control.encode_request(req), 1 << 30)
+    assert control.decode_request(b"".join(pieces[1:]), 1 << 30) == req
+
+
+def test_a_large_binary_is_sent_as_the_object_itself_not_a_copy() -> None:
+    blob = bytes(range(256)) * 1024
+    view = memoryview(blob)
+    pieces = frame_pieces(
+        control.encode_request_pieces(ControlRequest(1, "ingest", {"arrow": view})), 1 << 30
+    )
+    assert len(pieces) == 3  # length prefix, the small head, the blob
+    assert pieces[-1].obj is blob  # type: ignore[union-attr]
+
+
+def test_framing_pieces_over_the_limit_is_a_local_error() -> None:
+    big = ControlRequest(1, "ingest", {"arrow": bytes(codec.BIG_BINARY)})
+    with pytest.raises(LocalProtocolError):
+        frame_pieces(control.encode_request_pieces(big), codec.BIG_BINARY)

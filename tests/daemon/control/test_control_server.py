@@ -487,3 +487,18 @@ async def test_stream_whose_source_fails_ends_with_internal_and_server_survives(
         assert "source broke" in (responses[-1].error or "")
         assert closed == [True]
         assert await acall(path, "echo", after=2) == {"echo": {"after": 2}}
+
+
+async def test_a_large_binary_parameter_arrives_whole(sock_dir: Path) -> None:
+    # A 5 MB payload crosses the socket in many reads, into the frame's own buffer.
+    path = sock_dir / "c.sock"
+    blob = os.urandom(5 << 20)
+
+    async def size(params: dict[str, Any]) -> Any:
+        return {"n": len(params["arrow"]), "tail": params["arrow"][-8:]}
+
+    handlers = {"size": size}
+    async with running(path, handlers) as server:
+        answer = await acall(path, "size", arrow=memoryview(blob))
+        assert answer == {"n": len(blob), "tail": blob[-8:]}
+        assert server.malformed == 0

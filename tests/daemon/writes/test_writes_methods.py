@@ -4,6 +4,7 @@ are ``internal``, logged with their cause and counted (issue 13: they were repor
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,12 @@ async def test_a_bad_value_is_still_a_bad_request(node: Node) -> None:
         await write_methods.record(node, {"record": {**RECORD, "run_id": "not-a-uuid"}})
     assert failure.value.code == "bad_request"
     assert node.metrics.snapshot()["writes_rejected"] == 1
+
+
+async def test_ingest_begin_loads_the_arrow_path_and_stores_nothing(node: Node) -> None:
+    assert await write_methods.ingest(node, {"begin": True}) == {"rows": 0}
+    assert node.store.vector() == {}
+    assert "protocol.columnar" in sys.modules
+    with pytest.raises(ControlError) as failure:  # begin with a chunk is not a begin
+        await write_methods.ingest(node, {"begin": True, "records": "x"})
+    assert failure.value.code == "bad_request"
