@@ -20,7 +20,12 @@ cluster's shorter ones):
    write not everywhere within ``--timeout`` s is a miss. The first write waits until
    every subscription is up (until 2026-12-04 it did not, and its time held the
    subscriptions' set-up on all N daemons at once);
-4. distinct database CIDs once every write was seen (or after ``--timeout`` s).
+4. distinct database CIDs once every write was seen (or after ``--timeout`` s);
+5. what bounded links cost a distributed query: from ``--coordinators`` random
+   daemons, ``--dq-runs`` runs each of a tiny distributed query with no ``--nodes``
+   limit (it uses every connected peer at our CID, never dials one): how many peers took
+   part against N and against the coordinator's connections, and its time (p50/p99)
+   beside the same query run locally.
 
     .venv/bin/python bench/bench_scale.py            # N = 3, 20, 50 (about 15 minutes)
     .venv/bin/python bench/bench_scale.py --quick    # N = 3, 10, shorter windows
@@ -71,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--poll-ms", type=float, default=10.0, help="pause between poll rounds")
     p.add_argument("--fast-timers", action="store_true", help="the test cluster's timers")
     p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--coordinators", type=int, default=3, help="daemons that coordinate")
+    p.add_argument("--dq-runs", type=int, default=20, help="distributed queries each")
     p.add_argument("--keep", help="work in this directory and keep it (the daemons' logs)")
     args = parse_quick(p, settle=10.0, window=20.0, writes=10)
     if args.quick and args.sizes == "3,20,50":
@@ -245,6 +252,35 @@ def writes(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+DQ_SQL = "SELECT count(*) FROM performance_results"
+
+
+def distributed(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    """Tiny distributed queries from a few daemons: participants and time."""
+    rng = random.Random(args.seed + 1)
+    chosen = rng.sample(range(len(cluster.peers)), min(args.coordinators, len(cluster.peers)))
+    used, links, dist_ms, local_ms = [], [], [], []
+    for i in chosen:
+        with cluster.peers[i].client() as client:
+            client.execute_distributed_query(DQ_SQL)  # warm: plan, links, capacity
+            for _ in range(args.dq_runs):
+                local_ms.append(client.query(DQ_SQL, cache=False)["elapsed_ms"])
+                d = client.execute_distributed_query(DQ_SQL)
+                used.append(d["node_count"])
+                dist_ms.append(d["execution_ms"])
+            links.append(client.status()["peers"])
+    return {
+        "coordinators": len(chosen),
+        "nodes_used_median": statistics.median(used),
+        "nodes_used_min": min(used),
+        "nodes_used_max": max(used),
+        "coordinator_links_median": statistics.median(links),
+        "distributed_p50_ms": round(percentile(dist_ms, 50), 1),
+        "distributed_p99_ms": round(percentile(dist_ms, 99), 1),
+        "local_p50_ms": round(percentile(local_ms, 50), 2),
+    }
+
+
 def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Every measurement on one fresh cluster of ``n`` daemons."""
     env = None if args.fast_timers else DEFAULT_TIMERS
@@ -260,6 +296,10 @@ def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             out["writes"] = writes(cluster, args)
         except ClientError as exc:
             out["writes"] = {"error": str(exc)}
+        try:
+            out["distributed"] = distributed(cluster, args)
+        except ClientError as exc:
+            out["distributed"] = {"error": str(exc)}
         try:
             statuses = cluster.statuses()
             out["members_median"] = statistics.median(s.get("members", 0) for s in statuses)
@@ -312,6 +352,21 @@ def report(res: dict[str, Any]) -> None:
                 r["members_median"],
             ]
             for r in runs
+        ],
+    )  # fmt: skip
+    dq = [(r["n"], r.get("distributed", {})) for r in runs]
+    print_table(
+        "tiny distributed query, no --nodes limit (peers used; its time beside a local run)",
+        ["N", "used median", "used min-max", "coordinator links", "p50 ms", "p99 ms",
+         "local p50 ms"],
+        [
+            [
+                n, d.get("nodes_used_median"),
+                f"{d.get('nodes_used_min')}-{d.get('nodes_used_max')}",
+                d.get("coordinator_links_median"), d.get("distributed_p50_ms"),
+                d.get("distributed_p99_ms"), d.get("local_p50_ms"),
+            ]
+            for n, d in dq
         ],
     )  # fmt: skip
     for f in res.get("failed", []):
