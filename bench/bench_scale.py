@@ -7,7 +7,12 @@ cluster heartbeat rate 0.1/s, anti-entropy 10 s; ``--fast-timers`` uses the test
 cluster's shorter ones):
 
 1. start, wait until every daemon has a connection and all hold one CID, then let
-   them idle ``--settle`` s (startup work is not idle cost);
+   them idle ``--settle`` s (startup work is not idle cost). With ``--steady`` the
+   settle also covers the heartbeat ramp: a daemon's heartbeat period may at most
+   double from one announce to the next (members time it out after three periods),
+   so a cluster started all at once announces faster than its steady rate for the
+   first ``1.2 * (2 + 20 + 40 + ...)`` s, up to its target period N / 0.1 s (about 6
+   minutes at N = 20, 12 at N = 50);
 2. idle CPU: utime + stime from /proc/<pid>/stat of every daemon over ``--window`` s,
    as % of one core: median and max over daemons, and the median's ratio to the
    smallest N's (CPU seconds stay meaningful on a loaded machine; a flat ratio means
@@ -66,6 +71,11 @@ def parse_args() -> argparse.Namespace:
     p = bench_parser(__doc__, "bench_scale", "N = 3, 10; 10 writes; 20 s windows")
     p.add_argument("--sizes", default="3,20,50", help="cluster sizes (default 3,20,50)")
     p.add_argument("--settle", type=float, default=30.0, help="idle s before measuring")
+    p.add_argument(
+        "--steady",
+        action="store_true",
+        help="settle past the heartbeat ramp (steady-state idle; long)",
+    )
     p.add_argument("--window", type=float, default=60.0, help="idle CPU window, s")
     p.add_argument("--writes", type=int, default=30, help="writes per N (default 30)")
     p.add_argument("--gap", type=float, default=1.0, help="s between writes (default 1)")
@@ -83,6 +93,18 @@ def parse_args() -> argparse.Namespace:
     if args.quick and args.sizes == "3,20,50":
         args.sizes = "3,10"
     return args
+
+
+def ramp_seconds(n: int) -> float:
+    """How long a cluster of ``n`` started at once announces faster than it will (see
+    step 1): the first beat at 2 s, then periods doubling from 20 s to N / rate."""
+    rate = float(DEFAULT_TIMERS["DUCKPEER_ANNOUNCE_CLUSTER_RATE"])
+    target = max(float(DEFAULT_TIMERS["DUCKPEER_ANNOUNCE_INTERVAL"]), n / rate)
+    ramp, period = 2.0, 20.0
+    while period < target:
+        ramp += period
+        period *= 2
+    return 1.2 * ramp  # periods are jittered by up to 20 %
 
 
 def cpu_seconds(pid: int) -> float:
@@ -289,15 +311,18 @@ def one_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                            start_timeout=120.0)  # fmt: skip
     with cluster:
         ready_s = wait_ready(cluster, 60.0 + 3.0 * n)
-        time.sleep(args.settle)  # let startup work finish: it is not idle cost
-        out: dict[str, Any] = {"n": n, "ready_s": round(ready_s, 1)}
+        settle = max(args.settle, ramp_seconds(n)) if args.steady else args.settle
+        time.sleep(settle)  # let startup work finish: it is not idle cost
+        out: dict[str, Any] = {"n": n, "ready_s": round(ready_s, 1), "settle_s": settle}
         out["idle"] = idle(cluster, args.window)
         try:
-            out["writes"] = writes(cluster, args)
+            if args.writes > 0:  # 0: an idle-only run
+                out["writes"] = writes(cluster, args)
         except ClientError as exc:
             out["writes"] = {"error": str(exc)}
         try:
-            out["distributed"] = distributed(cluster, args)
+            if args.coordinators > 0 and args.dq_runs > 0:
+                out["distributed"] = distributed(cluster, args)
         except ClientError as exc:
             out["distributed"] = {"error": str(exc)}
         try:
@@ -346,12 +371,11 @@ def report(res: dict[str, Any]) -> None:
         ["N", "writes", "missing", "p50 ms", "p99 ms", "max ms", "distinct CIDs", "members"],
         [
             [
-                r["n"], r["writes"].get("writes"), r["writes"].get("missing"),
-                r["writes"].get("p50_ms"), r["writes"].get("p99_ms"),
-                r["writes"].get("max_ms"), r["writes"].get("distinct_cids"),
-                r["members_median"],
+                r["n"], w.get("writes"), w.get("missing"), w.get("p50_ms"), w.get("p99_ms"),
+                w.get("max_ms"), w.get("distinct_cids"), r["members_median"],
             ]
             for r in runs
+            if (w := r.get("writes", {}))
         ],
     )  # fmt: skip
     dq = [(r["n"], r.get("distributed", {})) for r in runs]

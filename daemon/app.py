@@ -127,6 +127,8 @@ async def _serve(node: Node, key_pair: object) -> None:
         mdns=config.mdns,
         psk=read_psk(config.psk_file),
         max_gossip_per_second=config.max_gossip_per_second,
+        heartbeat=config.gossip_heartbeat,
+        degree=config.gossip_degree,
         on_drop=lambda: node.metrics.inc("gossip_dropped"),
         connections_per_ip_per_second=config.connections_per_ip_per_second,
         on_refused=lambda: node.metrics.inc("connections_refused"),

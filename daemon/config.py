@@ -53,7 +53,7 @@ class Config:
     announce_debounce: float = 0.001
     anti_entropy_interval: float = 10.0  # after a change; doubles per quiet round ...
     anti_entropy_max_interval: float = 60.0  # ... up to this (the bound on detecting a loss)
-    connections_target: int = 8  # connections a peer opens (gossipsub mesh degree 6, plus 2)
+    connections_target: int = 8  # connections a peer opens (gossipsub's mesh forms over them)
     connections_max: int = 12  # above this, idle connections are closed down to the target
     member_timeout: float = 60.0  # silence before a member is dropped (at least 3 periods)
     connections_per_ip_per_second: float = 10.0  # inbound, per address (bursts of 40)
@@ -62,6 +62,8 @@ class Config:
     query_timeout: float = 30.0
     query_max_rows: int = 1_000_000
     max_gossip_per_second: float = 200.0
+    gossip_heartbeat: float = 1.0  # gossipsub's mesh upkeep and IHAVE period, s
+    gossip_degree: int = 4  # gossipsub mesh degree D (kept between 2D/3 and 3D/2)
     memory_limit: int | None = None  # bytes for DuckDB; None = a quarter of the machine's
     memory_margin: int = 1 << 30  # RSS allowed above memory_limit before queries are stopped
     query_memory_limit: int | None = None  # per query (sorts, hash tables); None = 1/4 of it

@@ -77,6 +77,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "query_timeout": (0, 86400, False),
     "query_max_rows": (1, 100_000_000, True),
     "max_gossip_per_second": (0, 100_000, False),
+    "gossip_heartbeat": (0.05, 60, True),
+    "gossip_degree": (1, 64, True),
     "memory_limit": (64 * MIB, UNLIMITED, True),
     "memory_margin": (64 * MIB, UNLIMITED, True),
     "query_memory_limit": (16 * MIB, UNLIMITED, True),

@@ -16,10 +16,10 @@ What it models, and what it does not:
   streams at once.
 - **Pubsub**: a message is flooded over *all* of a peer's connections (floodsub),
   deduplicated by message id, and passes the validator before it is delivered or
-  relayed, as in py-libp2p. py-libp2p's gossipsub instead forwards to a mesh of 6 of
-  the connections and gossips message ids (IHAVE) to a few others; with our bounded
-  connections (8 to 12) the simulator therefore counts somewhat more duplicate
-  deliveries than a real cluster would. Each message is counted with
+  relayed, as in py-libp2p. py-libp2p's gossipsub instead forwards to a mesh of 2 to 6
+  of the connections (``gossip_degree`` 4) and gossips message ids (IHAVE) to a few
+  others; with our bounded connections (8 to 12) the simulator therefore counts more
+  duplicate deliveries than a real cluster would. Each message is counted with
   :data:`PUBSUB_OVERHEAD` bytes of envelope (sender, sequence number, topic,
   signature, key). The subscription buffer holds :data:`SUBSCRIPTION_BUFFER`
   messages and drops the rest, as py-libp2p's does.

@@ -364,6 +364,8 @@ async def open_network(
     mdns: bool = False,
     psk: str | None = None,
     max_gossip_per_second: float = 200.0,
+    heartbeat: float = 1.0,
+    degree: int = 4,
     on_drop: Callable[[], None] = lambda: None,
     max_connections: int = 64,
     connections_per_ip_per_second: float = 0.0,
@@ -408,10 +410,10 @@ async def open_network(
         )
     gossip = GossipSub(
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
-        heartbeat_interval=1,
+        degree=degree,
+        degree_low=max(1, 2 * degree // 3),
+        degree_high=max(degree + 1, 3 * degree // 2),
+        heartbeat_interval=heartbeat,
         spam_protection_enabled=True,
         max_messages_per_topic_per_second=max_gossip_per_second,
     )
