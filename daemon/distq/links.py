@@ -10,8 +10,12 @@ query id). Fragments from a stream pass the same checks as gossiped ones.
 A link that breaks is dropped and opened again on the next round (a failed open waits
 ``REOPEN`` seconds). Every read has a deadline: a worker hears its coordinator only
 when it queries, so an idle link is closed after ``IDLE`` seconds and reopened; the
-worker's ``Capacity`` (sent when it changes the worker's weight by more than 10 %, and
-at least every ``CAPACITY_KEEPALIVE`` seconds) keeps the coordinator's side of it alive.
+worker's ``Capacity`` (sent when it changes the worker's weight by more than 25 %, at
+most every ``CAPACITY_MIN_GAP`` seconds, and at least every ``CAPACITY_KEEPALIVE``
+seconds) keeps the coordinator's side of it alive. The weight follows the host's load
+average, which moves all the time on a shared host: with a 10 % threshold and no gap,
+an idle daemon of 20 on two cores sent a report down its 8-12 links every few seconds,
+and every peer paid for reading them.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ ROUND = 1.0  # how often links are checked and opened while some are missing
 QUIET_ROUND = 4.0  # ... and while every link is up (an idle daemon wakes less)
 REOPEN = 5.0  # a peer whose link failed to open is tried again after this
 CAPACITY_EVERY = 2.0  # seconds between looks at our capacity; a report goes out when ...
-CAPACITY_CHANGE = 0.1  # ... it moved a slice weight by more than this, or ...
+CAPACITY_CHANGE = 0.25  # ... it moved a slice weight by more than this (the capacity
+# model's own noise band) and CAPACITY_MIN_GAP passed since the last report, or ...
+CAPACITY_MIN_GAP = 10.0
 CAPACITY_KEEPALIVE = 20.0  # ... this long passed (coordinators forget reports after 60 s)
 SEND_TIMEOUT = 2.0  # a fragment stuck on a link is left to its gossip copy
 
@@ -84,8 +90,10 @@ class Links:
             now = trio.current_time()
             if now - looked >= CAPACITY_EVERY:
                 looked, capacity = now, self.capacity_now()
-                if now - reported_at >= CAPACITY_KEEPALIVE or worth_reporting(
-                    capacity, reported, CAPACITY_CHANGE
+                since = now - reported_at
+                if since >= CAPACITY_KEEPALIVE or (
+                    since >= CAPACITY_MIN_GAP
+                    and worth_reporting(capacity, reported, CAPACITY_CHANGE)
                 ):
                     reported, reported_at = capacity, now
                     payload = messages.encode(capacity)

@@ -284,6 +284,8 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, key: str, text: s
         ("MEMORY_LIMIT", "12 parsecs"),
         ("LISTEN", "/ip4/0.0.0.0/tcp/x"),
         ("QUERY_WORKERS", "0"),
+        ("GOSSIP_DEGREE", "0"),
+        ("GOSSIP_HEARTBEAT", "0"),
         ("CONTROL_SOCKET", "/tmp/" + "s" * 120),
     ],
 )
@@ -313,3 +315,15 @@ def test_default_memory_limit_follows_the_machine() -> None:
         config.memory_limit_bytes == default_memory_limit() == max(256 << 20, machine_memory() // 4)
     )
     assert config.query_memory_bytes == config.memory_limit_bytes // 4
+
+
+def test_gossip_mesh_follows_gossip_degree() -> None:
+    from daemon.net.network import mesh_bounds
+
+    assert load_config(None, {}, {}).gossip_degree == 4
+    assert load_config(None, {"DUCKPEER_GOSSIP_DEGREE": "6"}, {}).gossip_degree == 6
+    assert mesh_bounds(4) == {"degree": 4, "degree_low": 2, "degree_high": 6}
+    assert mesh_bounds(6) == {"degree": 6, "degree_low": 4, "degree_high": 9}
+    for d in range(1, 65):
+        bounds = mesh_bounds(d)
+        assert 1 <= bounds["degree_low"] <= d < bounds["degree_high"]
