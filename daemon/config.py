@@ -63,7 +63,7 @@ class Config:
     query_max_rows: int = 1_000_000
     max_gossip_per_second: float = 200.0
     gossip_heartbeat: float = 1.0  # gossipsub's mesh upkeep and IHAVE period, s
-    gossip_degree: int = 4  # gossipsub mesh degree D (kept between 2D/3 and 3D/2)
+    gossip_degree: int = 4  # gossipsub mesh degree D (bounds: net.network.mesh_bounds)
     memory_limit: int | None = None  # bytes for DuckDB; None = a quarter of the machine's
     memory_margin: int = 1 << 30  # RSS allowed above memory_limit before queries are stopped
     query_memory_limit: int | None = None  # per query (sorts, hash tables); None = 1/4 of it

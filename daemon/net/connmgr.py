@@ -1,8 +1,8 @@
 """A bounded number of connections, to random members.
 
 Each peer dials up to ``connections_target`` members chosen at random (the gossipsub
-mesh, degree ``gossip_degree``, forms over these), accepts inbound connections up to a hard cap,
-and when it holds more than ``connections_max`` closes idle ones (older than
+mesh, degree ``gossip_degree``, forms over these), accepts inbound connections up to a
+hard cap, and when it holds more than ``connections_max`` closes idle ones (older than
 :data:`GRACE_S`, no new stream for :data:`TRIM_IDLE_S`: anti-entropy and nudges touch
 every link of a small cluster every few seconds) at random down to ``connections_max``
 (down to the target would make every inbound connection cost several peers a new

@@ -14,10 +14,10 @@ Two of them, both on every pubsub RPC a daemon receives:
   peer gives the same answer, so it is verified again only after ``RECHECK_S`` (which
   also refreshes its addresses' TTL in the peerstore, 2 h in py-libp2p).
 
-And three per connection. Yamux pings every connection every 30 s to measure its RTT
-(only window auto-tuning uses it); now every :data:`RTT_EVERY_S`. It also wakes every
-30 s per connection to sweep the bookkeeping of closed streams (0.4 of an idle
-daemon's 2.9 wake-ups a second with 12 links); now every :data:`SWEEP_EVERY_S`. py-libp2p's
+And three more. Yamux pings every connection every 30 s to measure its RTT (only
+window auto-tuning uses it); now every :data:`RTT_EVERY_S`. It also wakes every 30 s
+per connection to sweep the bookkeeping of closed streams (0.4 wake-ups a second with
+12 links, of an idle daemon's 2.5-2.9); now every :data:`SWEEP_EVERY_S`. py-libp2p's
 auto-connector dials peers from its peerstore every 30 s towards the midpoint of the
 connection watermarks (32 for ours), whatever ``min_connections`` says; our connection
 manager trims back to ``connections_max``, so two managers fought: about one new
